@@ -1,0 +1,7 @@
+"""`python -m msrvirt`."""
+
+import sys
+
+from msrvirt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exhaustive exploration of the machine model, invariants and counterexample traces."""

@@ -1,0 +1,1 @@
+"""Workloads and VM-exit cost estimates."""

@@ -1,0 +1,1 @@
+"""Rendering only (terminal tables, JSON, HTML); computes nothing."""
