@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from msrvirt.arch.cpuid import CPUID_BITS, IMPLIES, Feature, feature
@@ -25,6 +26,14 @@ KVM_PV_FEATURES = frozenset({
 })
 
 
+class HwCap(StrEnum):
+    """Host virtualization capabilities that are not guest CPUID bits (SVM: CPUID 0x8000000A)."""
+
+    V_SPEC_CTRL = "v_spec_ctrl"  # SPEC_CTRL virtualized in the VMCB
+    V_TSC_AUX = "v_tsc_aux"  # TSC_AUX virtualized for SEV-ES guests
+    LBRV = "lbrv"  # LBR virtualization (kvm_amd.lbrv module parameter on)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostProfile:
     """A host: vendor, KVM backend, the features KVM supports, and KVM module settings."""
@@ -34,6 +43,7 @@ class HostProfile:
     vendor: Vendor
     backend: Backend
     features: frozenset[Feature]
+    hw_caps: frozenset[HwCap] = frozenset()
     # KVM_GET_MSR_INDEX_LIST when known (a live fingerprint); None = derive from the MSR table.
     msr_index_list: frozenset[int] | None = None
     ignore_msrs: bool = False  # kvm.ignore_msrs module parameter
@@ -57,6 +67,8 @@ class HostProfile:
             "backend": self.backend.value,
             "features": sorted(f.value for f in self.features),
         }
+        if self.hw_caps:
+            obj["hw_caps"] = sorted(c.value for c in self.hw_caps)
         if self.msr_index_list is not None:
             obj["msr_index_list"] = [f"{i:#x}" for i in sorted(self.msr_index_list)]
         if self.ignore_msrs:
@@ -69,7 +81,7 @@ class HostProfile:
         if not isinstance(obj, Mapping):
             raise UsageError(f"a host profile must be an object, not {type(obj).__name__}")
         known = {"name", "description", "vendor", "backend", "features", "msr_index_list",
-                 "ignore_msrs", "source"}
+                 "ignore_msrs", "source", "hw_caps"}
         extra = sorted(set(obj) - known)
         if extra:
             raise UsageError(f"host profile keys must be among {sorted(known)}, not {extra[0]!r}")
@@ -95,12 +107,20 @@ class HostProfile:
                 indices = frozenset(int(str(x), 0) for x in msr_list)
             except ValueError as err:
                 raise UsageError(f"host msr_index_list entries must be integers: {err}") from None
+        caps = obj.get("hw_caps", [])
+        if not isinstance(caps, list):
+            raise UsageError(f"host hw_caps must be a list, not {caps!r}")
+        try:
+            hw_caps = frozenset(HwCap(str(c)) for c in caps)
+        except ValueError as err:
+            raise UsageError(f"host hw_caps must be among {[c.value for c in HwCap]}: {err}") from None
         return cls(
             name=str(obj.get("name", default_name)),
             description=str(obj.get("description", "")),
             vendor=vendor,
             backend=backend,
             features=with_implied(feature(str(f)) for f in feats),
+            hw_caps=hw_caps,
             msr_index_list=indices,
             ignore_msrs=bool(obj.get("ignore_msrs", False)),
             source=str(obj.get("source", "")),
@@ -162,6 +182,7 @@ HOSTS: dict[str, HostProfile] = {
             vendor=Vendor.AMD, backend=Backend.SVM,
             features=frozenset(_COMMON | {F.SHSTK, F.LA57, F.IBPB, F.AMD_IBRS, F.AMD_STIBP,
                                           F.AMD_SSBD, F.VIRT_SSBD}),
+            hw_caps=frozenset(HwCap),
             source="Zen 5 CPUID (shadow stack since Zen 3, LA57 since Zen 4; FRED from Zen 6)",
         ),
         HostProfile(
