@@ -1,4 +1,4 @@
-"""Exhaustive breadth-first exploration of a machine, with the shortest counterexample per invariant.
+"""Explore a machine breadth-first, exhaustively, with the shortest counterexample per invariant.
 
 States are deduplicated in a dict that also records each state's parent, so the first
 violation of an invariant found in breadth-first order comes with a shortest trace.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Verdict
-from msrvirt.machine.model import Ev, Event, Machine, State
+from msrvirt.machine.model import Ev, Event, Machine, ObsKind, State
 
 # Events that consume or return MSR values; the others have no observation.
 OBSERVABLE = frozenset({Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION, Ev.GUEST_EVENT_RING3,
@@ -67,7 +67,10 @@ class Result:
         return min(self.counterexamples.values(), key=len)
 
 
-def _trace(parents: dict[State, tuple[State, Event] | None], last: State) -> list[tuple[Event, State]]:
+Parents = dict[State, tuple[State, Event] | None]
+
+
+def _trace(parents: Parents, last: State) -> list[tuple[Event, State]]:
     out = []
     state = last
     link = parents[state]
@@ -92,7 +95,7 @@ def explore(machine: Machine, *, depth: int | None = None,
         raise UsageError(f"depth must be at least 1, not {depth}")
     start = time.perf_counter()
     init = machine.initial()
-    parents: dict[State, tuple[State, Event] | None] = {init: None}
+    parents: Parents = {init: None}
     found: dict[str, Counterexample] = {}
     state_pending = [i for i in invariants if i.scope is Scope.STATE]
     trans_pending = [i for i in invariants if i.scope is Scope.TRANSITION]
@@ -112,6 +115,8 @@ def explore(machine: Machine, *, depth: int | None = None,
                 state_pending.remove(inv)
 
     check_state(init)
+    # Transition invariants still pending, by the observation kind they judge.
+    judges: list[list[Invariant]] = [[i for i in trans_pending if k in i.observes] for k in ObsKind]
     events, step, observe = machine.events, machine.step, machine.observe
     frontier = [init]
     level = transitions = 0
@@ -122,21 +127,23 @@ def explore(machine: Machine, *, depth: int | None = None,
             for ev in events(state):
                 transitions += 1
                 after = step(state, ev)
-                if trans_pending and ev.kind in OBSERVABLE:
+                if ev.kind in OBSERVABLE:
                     obs = observe(state, ev)
                     assert obs is not None
-                    for inv in list(trans_pending):
+                    for inv in judges[obs.kind]:
                         assert inv.transition_check is not None
                         message = inv.transition_check(machine, state, ev, obs)
                         if message is not None:
                             # The trace ends with this event, wherever it leads.
-                            steps_to = _trace(parents, state) + [(ev, after)]
+                            steps_to = [*_trace(parents, state), (ev, after)]
                             found[inv.name] = Counterexample(
                                 invariant=inv.name, message=message, initial=init,
                                 events=tuple(e for e, _ in steps_to),
                                 states=tuple(s for _, s in steps_to))
-                            trans_pending.remove(inv)
-                if after not in parents:
+                            for judged in judges:
+                                if inv in judged:
+                                    judged.remove(inv)
+                if after is not state and after not in parents:
                     parents[after] = (state, ev)
                     following.append(after)
                     if state_pending:

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 from msrvirt.arch.kvm import Access
+from msrvirt.errors import UnknownNameError
 from msrvirt.machine.model import (
     BELIEF,
     C_CACHE,
     C_HW,
     C_MODE,
     C_TASK,
+    CPU_BASE,
+    CPU_STRIDE,
+    G_CPUID,
     G_LOADED,
     SLOTS,
     Event,
@@ -34,7 +38,6 @@ from msrvirt.machine.model import (
     stack_top,
     value_name,
 )
-from msrvirt.errors import UnknownNameError
 
 StateCheck = Callable[[Machine, State], str | None]
 TransitionCheck = Callable[[Machine, State, Event, Observation], str | None]
@@ -57,6 +60,7 @@ class Invariant:
     scope: Scope
     state_check: StateCheck | None = None
     transition_check: TransitionCheck | None = None
+    observes: frozenset[ObsKind] = frozenset()  # the observations a transition check judges
 
 
 def _host_safety(m: Machine, s: State, ev: Event, obs: Observation) -> str | None:
@@ -97,22 +101,24 @@ def _filter_compliance(m: Machine, s: State, ev: Event, obs: Observation) -> str
 
 
 def _rsp0_cache(m: Machine, s: State) -> str | None:
+    loaded = s[G_LOADED]
     for c in range(m.bounds.cpus):
-        if s[m.cpu_field(c, C_MODE)] == Mode.GUEST or s[G_LOADED] == c:
+        base = CPU_BASE + c * CPU_STRIDE
+        if loaded == c or s[base + C_MODE] == Mode.GUEST:
             continue
-        cache = s[m.cpu_field(c, C_CACHE)]
-        msr = s[m.cpu_field(c, C_HW + Slot.RSP0)]
-        if cache == stack_top(s[m.cpu_field(c, C_TASK)]) and msr != cache:
+        cache = s[base + C_CACHE]
+        msr = s[base + C_HW]  # + Slot.RSP0
+        if cache == stack_top(s[base + C_TASK]) and msr != cache:
             return (f"cpu{c}: fred_rsp0 cache = {value_name(cache)} (its task's stack top)"
                     f" but FRED_RSP0 = {value_name(msr)}")
     return None
 
 
 def _pl0_ssp_virtual(m: Machine, s: State) -> str | None:
-    if m.guest_cpu(s) is GuestCpu.FRED_SHSTK:
+    if s[G_CPUID] == GuestCpu.FRED_SHSTK:
         return None
     for c in range(m.bounds.cpus):
-        value = s[m.cpu_field(c, C_HW + Slot.PL0_SSP)]
+        value = s[CPU_BASE + c * CPU_STRIDE + C_HW + Slot.PL0_SSP]
         if is_guest_value(value):
             return (f"cpu{c}: PL0_SSP holds the guest value {value_name(value)}"
                     " but the guest has no shadow stacks")
@@ -120,20 +126,23 @@ def _pl0_ssp_virtual(m: Machine, s: State) -> str | None:
 
 
 def _migration(m: Machine, s: State) -> str | None:
-    if any(s[m.cpu_field(c, C_MODE)] == Mode.GUEST for c in range(m.bounds.cpus)):
-        return None  # KVM cannot run while the vCPU is in guest mode
+    for c in range(m.bounds.cpus):
+        if s[CPU_BASE + c * CPU_STRIDE + C_MODE] == Mode.GUEST:
+            return None  # KVM cannot run while the vCPU is in guest mode
+    got = m.kvm_get_all(s)
+    if got == s[BELIEF:BELIEF + len(SLOTS)]:
+        return None
     for slot in SLOTS:
-        got = m.kvm_get(s, slot)
-        want = s[BELIEF + slot]
-        if got != want:
-            return (f"KVM_GET_MSRS would return {slot.label} = {value_name(got)},"
-                    f" the guest's value is {value_name(want)}")
-    return None
+        if got[slot] != s[BELIEF + slot]:
+            return (f"KVM_GET_MSRS would return {slot.label} = {value_name(got[slot])},"
+                    f" the guest's value is {value_name(s[BELIEF + slot])}")
+    raise AssertionError("unreachable: the tuples differ in some slot")
 
 
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         name="host-safety", scope=Scope.TRANSITION, transition_check=_host_safety,
+        observes=frozenset({ObsKind.HOST_DELIVERY}),
         claim="every host event delivery consumes the host's values of the MSRs it uses"
         " (RSP of its stack level, STKLVLS, CONFIG); an event from host user mode uses the"
         " running task's stack top as RSP0",
@@ -141,6 +150,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         " kvm-msr-facts.md 7, 8; fred-arch-facts.md 3"),
     Invariant(
         name="guest-integrity", scope=Scope.TRANSITION, transition_check=_guest_integrity,
+        observes=frozenset({ObsKind.GUEST_DELIVERY, ObsKind.GUEST_READ}),
         claim="every guest RDMSR returns the last value the guest or KVM_SET_MSRS wrote, and"
         " every guest event delivery uses the guest's values",
         source="kvm-msr-facts.md 5-7"),
@@ -151,6 +161,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         source="H. Peter Anvin in the seed's thread; kvm-msr-facts.md 7"),
     Invariant(
         name="filter-compliance", scope=Scope.TRANSITION, transition_check=_filter_compliance,
+        observes=frozenset({ObsKind.GUEST_READ, ObsKind.GUEST_WRITE}),
         claim="a guest access the userspace filter denies never reaches the hardware MSR",
         source="kvm-msr-facts.md 2, 4"),
     Invariant(

@@ -1,4 +1,4 @@
-"""Named save/restore designs for the FRED MSRs: the seed (v9), the review's alternatives, planted bugs.
+"""Named save/restore designs for the FRED MSRs: the seed (v9), review alternatives, planted bugs.
 
 A design is the intercept policy (from msrvirt.policy, so the model's MSR bitmap is the
 one `compute_intercepts` builds) plus the software and VMCS behaviour around it:
@@ -49,7 +49,7 @@ class Fault(Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Design:
-    """One save/restore design: intercept policy, put behaviour, faults, and the expected verdict."""
+    """One save/restore design: intercept policy, put behaviour, faults and the expected verdict."""
 
     name: str
     summary: str
@@ -91,7 +91,7 @@ DESIGNS: dict[str, Design] = {
                  faults=frozenset({Fault.NO_RSP0_RESTORE_AFTER_RUN})),
         _planted("no-sync", "fred_sync_rsp0 left out: the cache keeps the host value",
                  put_sync=PutSync.NONE),
-        _planted("get-soft-rsp0", "KVM_GET_MSRS reads the software RSP0 while guest state is loaded",
+        _planted("get-soft-rsp0", "KVM_GET_MSRS reads the software RSP0 while guest state is in",
                  faults=frozenset({Fault.GET_RSP0_SOFT})),
         _planted("pl0-ssp-passthrough", "PL0_SSP passed through without shadow stacks (v6)",
                  policy_name="fred-v6"),

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import IntEnum
+from operator import itemgetter
+from typing import NamedTuple
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import host
@@ -29,7 +31,7 @@ from msrvirt.arch.msrs import display_name
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design, Fault, PutSync
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
-from msrvirt.policy.intercepts import compute_intercepts
+from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.scenario import Scenario
 
 State = tuple[int, ...]
@@ -154,24 +156,37 @@ class Event:
     choice: int = -1  # SET_FILTER: a FilterChoice; SET_CPUID: a GuestCpu
 
 
-class ObsKind(Enum):
+class ObsKind(IntEnum):
     """What an observable event exposes to the invariants."""
 
-    HOST_DELIVERY = "host delivery"
-    GUEST_DELIVERY = "guest delivery"
-    GUEST_READ = "guest read"
-    GUEST_WRITE = "guest write"
+    HOST_DELIVERY = 0
+    GUEST_DELIVERY = 1
+    GUEST_READ = 2
+    GUEST_WRITE = 3
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Observation:
-    """What one event consumed or returned: (slot, value) pairs, and how the access went."""
+class Observation(NamedTuple):
+    """What one event consumed or returned: (slot, value) pairs, and how the access went.
+
+    A NamedTuple rather than a frozen dataclass: the explorer builds one per observable
+    transition (millions per run) and a tuple is several times cheaper to construct.
+    """
 
     kind: ObsKind
     cpu: int
     values: tuple[tuple[Slot, int], ...]  # consumed by a delivery; returned/stored by an access
     direct: bool = False  # the access ran on the hardware MSR without a VM exit
     faulted: bool = False  # the access got #GP (filter denial), no value moved
+
+
+# Module-level aliases: attribute lookups on an enum class cost ~50 ns each in the hot path.
+_RSP0, _RSP1, _STKLVLS, _SSP1, _CONFIG, _PL0_SSP = SLOTS
+_HOST_USER_EVENT, _HOST_EXCEPTION = Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION
+_GUEST_RDMSR, _GUEST_WRMSR = Ev.GUEST_RDMSR, Ev.GUEST_WRMSR
+_GUEST_EVENT_RING3, _GUEST_EVENT_RING0 = Ev.GUEST_EVENT_RING3, Ev.GUEST_EVENT_RING0
+_HOST_DELIVERY, _GUEST_DELIVERY = ObsKind.HOST_DELIVERY, ObsKind.GUEST_DELIVERY
+_GUEST_READ, _GUEST_WRITE = ObsKind.GUEST_READ, ObsKind.GUEST_WRITE
+_FRED_SHSTK = int(GuestCpu.FRED_SHSTK)
 
 
 # -- symbolic values ---------------------------------------------------------------------------
@@ -252,7 +267,7 @@ _GLOBAL_NAMES = ("guest cpuid", "msr filter", "msr bitmap", "recalc request", "c
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bounds:
-    """The size of the modelled system: CPUs, host tasks (the vCPU thread included), guest values."""
+    """The size of the modelled system: CPUs, host tasks (vCPU thread included), guest values."""
 
     cpus: int = 2
     tasks: int = 3
@@ -272,6 +287,15 @@ def _mask_bit(slot: Slot, access: Access) -> int:
     return 1 << (2 * slot + (1 if access is Access.W else 0))
 
 
+_READ_BIT = tuple(1 << (2 * slot) for slot in Slot)  # indexed by slot
+
+
+def _intercept_bits(found: Intercepts) -> int:
+    """The G_BITMAP bits of the modelled MSRs in one recomputation's bitmap."""
+    return sum(_mask_bit(slot, access) for slot in SLOTS for access in (Access.R, Access.W)
+               if found.intercepted(slot.msr, access))
+
+
 class Machine:
     """A design at some bounds: initial state, enabled events, ``step`` and ``observe``.
 
@@ -282,23 +306,35 @@ class Machine:
     def __init__(self, design: Design, bounds: Bounds = Bounds()) -> None:
         self.design = design
         self.bounds = bounds
-        self._faults = design.faults
         self._sync = design.put_sync
+        # Faults as plain booleans: the step functions test them millions of times.
+        faults = design.faults
+        self._keep_guest_rsp1 = Fault.EXIT_KEEPS_GUEST_RSP1 in faults
+        self._skip_guest_load = Fault.ENTRY_SKIPS_GUEST_FRED in faults
+        self._no_restore_after_run = Fault.NO_RSP0_RESTORE_AFTER_RUN in faults
+        self._get_soft_rsp0 = Fault.GET_RSP0_SOFT in faults
+        self._filter_no_recalc = Fault.FILTER_NO_RECALC in faults
+        self._cpuid_no_recalc = Fault.CPUID_NO_RECALC in faults
+        self._host_fields_once = Fault.HOST_FIELDS_ONCE in faults
         hostp = host(HOST_PROFILE)
         # The model's bitmap bits for every (CPUID, filter), from the policy module.
-        self._masks: dict[tuple[int, int], int] = {}
-        for cpu in GuestCpu:
-            for flt in FilterChoice:
-                found = compute_intercepts(Scenario(
-                    host=hostp, guest=cpu.features, policy=design.policy, filter=flt.msr_filter))
-                mask = 0
-                for slot in SLOTS:
-                    for access in (Access.R, Access.W):
-                        if found.intercepted(slot.msr, access):
-                            mask |= _mask_bit(slot, access)
-                self._masks[(cpu, flt)] = mask
+        # Indexed [GuestCpu][FilterChoice]; bits as in G_BITMAP.
+        self._masks = tuple(
+            tuple(_intercept_bits(compute_intercepts(Scenario(
+                host=hostp, guest=cpu.features, policy=design.policy, filter=flt.msr_filter)))
+                for flt in FilterChoice)
+            for cpu in GuestCpu)
+        # Bits (as in G_BITMAP) of the accesses each filter denies.
+        self._denied = tuple(
+            sum(_mask_bit(slot, access) for slot in SLOTS for access in (Access.R, Access.W)
+                if not flt.msr_filter.allows(slot.msr, access))
+            for flt in FilterChoice)
+        # The host's own value of each slot per CPU; RSP0 depends on the task (host_value).
+        self._host_values = tuple(
+            (INVALID, exc_stack(c), HOST_STKLVLS, HOST_SSP, HOST_CONFIG, HOST_PL0_SSP)
+            for c in range(bounds.cpus))
         self._build_events()
-        self._dispatch = {
+        handlers = {
             Ev.HOST_USER_EVENT: self._host_user_event, Ev.HOST_EXCEPTION: self._nothing,
             Ev.CONTEXT_SWITCH: self._context_switch, Ev.KVM_RUN: self._kvm_run,
             Ev.KVM_RUN_RETURN: self._kvm_run_return, Ev.VM_ENTRY: self._vm_entry,
@@ -308,6 +344,11 @@ class Machine:
             Ev.KVM_SET_MSRS: self._kvm_set_msrs, Ev.SET_FILTER: self._set_filter,
             Ev.SET_CPUID: self._set_cpuid,
         }
+        self._handlers = tuple(handlers[kind] for kind in Ev)  # indexed by kind: no hashing
+        per_cpu = [CPU_BASE + c * CPU_STRIDE + f for c in range(bounds.cpus)
+                   for f in (C_MODE, C_TASK)]
+        self._event_key = itemgetter(G_CPUID, G_FILTER, G_LOCKED, G_RING, *per_cpu)
+        self._event_cache: dict[tuple[int, ...], tuple[Event, ...]] = {}
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -325,7 +366,7 @@ class Machine:
 
     def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
         """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
-        return self._masks[(cpu, flt)]
+        return self._masks[cpu][flt]
 
     def initial(self) -> State:
         """The vCPU created with CPUID FRED+SHSTK, no filter, task i running on CPU i."""
@@ -363,7 +404,8 @@ class Machine:
             self._ev_kvm.append([Event(kind=Ev.VM_ENTRY, cpu=c),
                                  Event(kind=Ev.KVM_RUN_RETURN, cpu=c)])
             vmm = [Event(kind=Ev.KVM_RUN, cpu=c)]
-            vmm += [Event(kind=Ev.KVM_SET_MSRS, cpu=c, slot=s, value=v) for s in SLOTS for v in vals]
+            vmm += [Event(kind=Ev.KVM_SET_MSRS, cpu=c, slot=s, value=v)
+                    for s in SLOTS for v in vals]
             self._ev_vmm.append(vmm)
             self._ev_switch.append([Event(kind=Ev.CONTEXT_SWITCH, cpu=c, task=t)
                                     for t in range(b.tasks)])
@@ -372,8 +414,16 @@ class Machine:
         self._ev_filter = [Event(kind=Ev.SET_FILTER, choice=f) for f in FilterChoice]
         self._ev_cpuid = [Event(kind=Ev.SET_CPUID, choice=g) for g in GuestCpu]
 
-    def events(self, s: State) -> list[Event]:
+    def events(self, s: State) -> tuple[Event, ...]:
         """The events enabled in ``s``, in a fixed order (per CPU, then the VMM's VM ioctls)."""
+        # Enabled events depend only on a few fields; many states share one tuple.
+        key = self._event_key(s)
+        found = self._event_cache.get(key)
+        if found is None:
+            found = self._event_cache[key] = self._enabled(s)
+        return found
+
+    def _enabled(self, s: State) -> tuple[Event, ...]:
         out: list[Event] = []
         ncpu = self.bounds.cpus
         running = {s[CPU_BASE + c * CPU_STRIDE + C_TASK] for c in range(ncpu)}
@@ -404,27 +454,43 @@ class Machine:
             out += [e for e in self._ev_filter if e.choice != s[G_FILTER]]
             if not s[G_LOCKED]:
                 out += [e for e in self._ev_cpuid if e.choice != s[G_CPUID]]
-        return out
+        return tuple(out)
 
     # -- step ------------------------------------------------------------------------------------
 
     def step(self, s: State, ev: Event) -> State:
         """The state after ``ev`` (which must be enabled in ``s``)."""
+        kind = ev.kind
+        # Fast paths for events that leave the state as it is (deliveries at ring 0, direct
+        # reads, a host event whose exit to user finds the cache right): returning ``s``
+        # itself lets the explorer skip hashing it.
+        if kind in (_HOST_EXCEPTION, _GUEST_EVENT_RING0):
+            return s
+        if kind == _GUEST_RDMSR:
+            slot = ev.slot
+            assert slot is not None
+            if not s[G_BITMAP] & _READ_BIT[slot]:
+                return s
+        elif kind == _HOST_USER_EVENT:
+            base = CPU_BASE + ev.cpu * CPU_STRIDE
+            if s[base + C_CACHE] == stack_top(s[base + C_TASK]):
+                return s
         lst = list(s)
-        self._dispatch[ev.kind](lst, ev)
+        self._handlers[kind](lst, ev)
         return tuple(lst)
 
     def _nothing(self, lst: list[int], ev: Event) -> None:
         """Deliveries at ring 0 change no modelled state (ERETS restores the stack level)."""
 
-    def _shstk(self, lst: Sequence[int]) -> bool:
-        return lst[G_CPUID] == GuestCpu.FRED_SHSTK
+    @staticmethod
+    def _shstk(lst: Sequence[int]) -> bool:
+        return lst[G_CPUID] == _FRED_SHSTK
 
     def _intercepted(self, lst: Sequence[int], slot: Slot, access: Access) -> bool:
         return bool(lst[G_BITMAP] & _mask_bit(slot, access))
 
     def _filter_allows(self, lst: Sequence[int], slot: Slot, access: Access) -> bool:
-        return FilterChoice(lst[G_FILTER]).msr_filter.allows(slot.msr, access)
+        return not self._denied[lst[G_FILTER]] & _mask_bit(slot, access)
 
     def _exit_to_user(self, lst: list[int], c: int) -> None:
         """arch_exit_to_user_mode_prepare: rewrite RSP0 and the cache if the cache differs."""
@@ -438,7 +504,7 @@ class Machine:
         """vmx_vcpu_load: move the VMCS to ``c`` and write its per-CPU host fields."""
         if lst[G_VMCS_CPU] == c:
             return
-        if Fault.HOST_FIELDS_ONCE not in self._faults or lst[G_VMCS_CPU] == -1:
+        if not self._host_fields_once or lst[G_VMCS_CPU] == -1:
             lst[VMCS_HOST + Slot.RSP1 - 1] = exc_stack(c)
         lst[G_VMCS_CPU] = c
 
@@ -472,7 +538,7 @@ class Machine:
         """VM exit: save the 8 FRED MSRs to the guest fields, load the host fields, atomically."""
         base = CPU_BASE + c * CPU_STRIDE
         hw = base + C_HW
-        keep_rsp1 = Fault.EXIT_KEEPS_GUEST_RSP1 in self._faults
+        keep_rsp1 = self._keep_guest_rsp1
         for slot in VMCS_SLOTS:
             lst[VMCS_GUEST + slot - 1] = lst[hw + slot]
             if not (keep_rsp1 and slot is Slot.RSP1):
@@ -508,17 +574,17 @@ class Machine:
 
     def _kvm_run_return(self, lst: list[int], ev: Event) -> None:
         self._vcpu_put(lst, ev.cpu)
-        if Fault.NO_RSP0_RESTORE_AFTER_RUN not in self._faults:
+        if not self._no_restore_after_run:
             self._exit_to_user(lst, ev.cpu)
         lst[CPU_BASE + ev.cpu * CPU_STRIDE + C_MODE] = Mode.HOST_USER
 
     def _vm_entry(self, lst: list[int], ev: Event) -> None:
         c = ev.cpu
         if lst[G_REQ]:
-            lst[G_BITMAP] = self.mask_for(GuestCpu(lst[G_CPUID]), FilterChoice(lst[G_FILTER]))
+            lst[G_BITMAP] = self._masks[lst[G_CPUID]][lst[G_FILTER]]
             lst[G_REQ] = 0
         self._load_guest_state(lst, c)
-        if Fault.ENTRY_SKIPS_GUEST_FRED not in self._faults:
+        if not self._skip_guest_load:
             hw = CPU_BASE + c * CPU_STRIDE + C_HW
             for slot in VMCS_SLOTS:
                 lst[hw + slot] = lst[VMCS_GUEST + slot - 1]
@@ -562,13 +628,13 @@ class Machine:
 
     def _set_filter(self, lst: list[int], ev: Event) -> None:
         lst[G_FILTER] = ev.choice
-        if Fault.FILTER_NO_RECALC not in self._faults:
+        if not self._filter_no_recalc:
             lst[G_REQ] = 1
 
     def _set_cpuid(self, lst: list[int], ev: Event) -> None:
         lst[G_CPUID] = ev.choice
-        if Fault.CPUID_NO_RECALC not in self._faults:
-            lst[G_BITMAP] = self.mask_for(GuestCpu(ev.choice), FilterChoice(lst[G_FILTER]))
+        if not self._cpuid_no_recalc:
+            lst[G_BITMAP] = self._masks[ev.choice][lst[G_FILTER]]
 
     # -- KVM's emulation of the FRED MSRs (kvm-msr-facts.md sections 6 and 7) ---------------
 
@@ -592,17 +658,23 @@ class Machine:
     def kvm_get(self, s: State, slot: Slot) -> int:
         """__kvm_get_msr for a FRED MSR or PL0_SSP: what KVM_GET_MSRS returns in ``s``."""
         loaded = s[G_LOADED]
-        if slot is Slot.RSP0:
-            if loaded != -1 and Fault.GET_RSP0_SOFT not in self._faults:
-                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + Slot.RSP0]
+        if slot is _RSP0:
+            if loaded != -1 and not self._get_soft_rsp0:
+                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + _RSP0]
             return s[G_SOFT_RSP0]
-        if slot is Slot.PL0_SSP:
-            if not self._shstk(s):
+        if slot is _PL0_SSP:
+            if s[G_CPUID] != _FRED_SHSTK:
                 return s[G_FALLBACK]
             if loaded != -1:
-                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + Slot.PL0_SSP]
+                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + _PL0_SSP]
             return s[G_XSAVE_PL0]
         return s[VMCS_GUEST + slot - 1]
+
+    def kvm_get_all(self, s: State) -> tuple[int, ...]:
+        """``kvm_get`` of every slot, in slot order (compare with ``s[BELIEF:BELIEF + 6]``)."""
+        get = self.kvm_get
+        return (get(s, _RSP0), s[VMCS_GUEST], s[VMCS_GUEST + 1], s[VMCS_GUEST + 2],
+                s[VMCS_GUEST + 3], get(s, _PL0_SSP))
 
     # -- observations ----------------------------------------------------------------------------
 
@@ -617,40 +689,39 @@ class Machine:
         kind = ev.kind
         c = ev.cpu
         hw = CPU_BASE + c * CPU_STRIDE + C_HW
-        if kind is Ev.HOST_USER_EVENT:
-            return Observation(kind=ObsKind.HOST_DELIVERY, cpu=c, values=(
-                (Slot.RSP0, s[hw + Slot.RSP0]), (Slot.CONFIG, s[hw + Slot.CONFIG])))
-        if kind is Ev.HOST_EXCEPTION:
-            return Observation(kind=ObsKind.HOST_DELIVERY, cpu=c, values=(
-                (Slot.STKLVLS, s[hw + Slot.STKLVLS]), (Slot.CONFIG, s[hw + Slot.CONFIG]),
-                (Slot.RSP1, s[hw + Slot.RSP1])))
-        if kind is Ev.GUEST_EVENT_RING3:
-            used = [Slot.RSP0, Slot.CONFIG] + ([Slot.PL0_SSP] if self._shstk(s) else [])
-            return Observation(kind=ObsKind.GUEST_DELIVERY, cpu=c,
-                               values=tuple((u, s[hw + u]) for u in used))
-        if kind is Ev.GUEST_EVENT_RING0:
-            used = [Slot.STKLVLS, Slot.CONFIG, Slot.RSP1] + ([Slot.SSP1] if self._shstk(s) else [])
-            return Observation(kind=ObsKind.GUEST_DELIVERY, cpu=c,
-                               values=tuple((u, s[hw + u]) for u in used))
-        if kind is Ev.GUEST_RDMSR or kind is Ev.GUEST_WRMSR:
+        if kind == _HOST_EXCEPTION:
+            return Observation(_HOST_DELIVERY, c, (
+                (_STKLVLS, s[hw + 2]), (_CONFIG, s[hw + 4]), (_RSP1, s[hw + 1])))
+        if kind == _HOST_USER_EVENT:
+            return Observation(_HOST_DELIVERY, c, ((_RSP0, s[hw]), (_CONFIG, s[hw + 4])))
+        if kind in (_GUEST_RDMSR, _GUEST_WRMSR):
             return self._observe_access(s, ev)
+        shstk = s[G_CPUID] == _FRED_SHSTK
+        if kind == _GUEST_EVENT_RING0:
+            used: tuple[tuple[Slot, int], ...] = (
+                (_STKLVLS, s[hw + 2]), (_CONFIG, s[hw + 4]), (_RSP1, s[hw + 1]))
+            return Observation(_GUEST_DELIVERY, c, (*used, (_SSP1, s[hw + 3])) if shstk else used)
+        if kind == _GUEST_EVENT_RING3:
+            used = ((_RSP0, s[hw]), (_CONFIG, s[hw + 4]))
+            return Observation(_GUEST_DELIVERY, c,
+                               (*used, (_PL0_SSP, s[hw + 5])) if shstk else used)
         return None
 
     def _observe_access(self, s: State, ev: Event) -> Observation:
         slot = ev.slot
         assert slot is not None
         c = ev.cpu
-        read = ev.kind is Ev.GUEST_RDMSR
+        read = ev.kind == _GUEST_RDMSR
         access = Access.R if read else Access.W
-        kind = ObsKind.GUEST_READ if read else ObsKind.GUEST_WRITE
+        kind = _GUEST_READ if read else _GUEST_WRITE
         if not self._intercepted(s, slot, access):
             value = s[CPU_BASE + c * CPU_STRIDE + C_HW + slot] if read else ev.value
-            return Observation(kind=kind, cpu=c, values=((slot, value),), direct=True)
+            return Observation(kind, c, ((slot, value),), True)
         if not self._filter_allows(s, slot, access):
-            return Observation(kind=kind, cpu=c, values=(), faulted=True)
+            return Observation(kind, c, (), False, True)
         if not read:
-            return Observation(kind=kind, cpu=c, values=((slot, ev.value),))
-        return Observation(kind=kind, cpu=c, values=((slot, self.kvm_get(self.step(s, ev), slot)),))
+            return Observation(kind, c, ((slot, ev.value),))
+        return Observation(kind, c, ((slot, self.kvm_get(self.step(s, ev), slot)),))
 
     # -- queries the invariants use --------------------------------------------------------------
 
@@ -658,8 +729,7 @@ class Machine:
         """The value the host kernel needs in ``slot`` on ``cpu`` (kvm-msr-facts.md 7, 8)."""
         if slot is Slot.RSP0:
             return stack_top(s[CPU_BASE + cpu * CPU_STRIDE + C_TASK])
-        return {Slot.RSP1: exc_stack(cpu), Slot.STKLVLS: HOST_STKLVLS, Slot.SSP1: HOST_SSP,
-                Slot.CONFIG: HOST_CONFIG, Slot.PL0_SSP: HOST_PL0_SSP}[slot]
+        return self._host_values[cpu][slot]
 
     def filter_allows(self, s: State, slot: Slot, access: Access) -> bool:
         """Whether the installed userspace filter allows a guest ``access`` to ``slot``."""
