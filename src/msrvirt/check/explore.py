@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.errors import UsageError
-from msrvirt.machine.designs import Verdict
-from msrvirt.machine.model import Ev, Event, Machine, ObsKind, State
+from msrvirt.machine.designs import Design, Verdict
+from msrvirt.machine.model import Bounds, Ev, Event, Machine, ObsKind, State
 
 # Events that consume or return MSR values; the others have no observation.
 OBSERVABLE = frozenset({Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION, Ev.GUEST_EVENT_RING3,
@@ -158,3 +158,25 @@ def explore(machine: Machine, *, depth: int | None = None,
     return Result(verdicts=verdicts, counterexamples=found, states=len(parents),
                   transitions=transitions, depth=level, complete=not frontier,
                   seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DesignCheck:
+    """One design explored at some bounds."""
+
+    design: Design
+    machine: Machine
+    result: Result
+
+    @property
+    def as_expected(self) -> bool:
+        """Whether the verdict is the design's expected one."""
+        return self.result.verdict is self.design.expected
+
+
+def check_design(design: Design, bounds: Bounds = Bounds(), *, depth: int | None = None,
+                 progress: Progress | None = None) -> DesignCheck:
+    """Build ``design``'s machine at ``bounds`` and explore it (see `explore`)."""
+    machine = Machine(design, bounds)
+    return DesignCheck(design=design, machine=machine,
+                       result=explore(machine, depth=depth, progress=progress))

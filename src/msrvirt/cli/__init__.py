@@ -13,7 +13,7 @@ from msrvirt.errors import MsrvirtError
 
 # One module per verb under msrvirt.cli; each has register(subparsers) and sets
 # `run` on its parser (args.run(args) -> exit status).
-VERBS: tuple[str, ...] = ()
+VERBS: tuple[str, ...] = ("check",)
 
 EXIT_USAGE = 2
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -260,9 +260,31 @@ CPU_BASE = BELIEF + len(SLOTS)
 C_MODE, C_TASK, C_CACHE, C_HW = 0, 1, 2, 3  # offsets in a CPU block; C_HW + slot
 CPU_STRIDE = C_HW + len(SLOTS)
 
-_GLOBAL_NAMES = ("guest cpuid", "msr filter", "msr bitmap", "recalc request", "cpuid locked",
-                 "vmcs cpu", "guest state loaded on", "vcpu thread parked", "guest ring",
-                 "msr_guest_fred_rsp0", "fred_ssp0_fallback", "guest xsave PL0_SSP")
+
+
+class FieldKind(Enum):
+    """What a state position holds, so that traces can print it."""
+
+    VALUE = "an MSR value symbol (value_name)"
+    CPUID = "a GuestCpu"
+    FILTER = "a FilterChoice"
+    BITMAP = "intercept bits of the slots (G_BITMAP)"
+    FLAG = "0 or 1"
+    CPU = "a CPU number, -1 for none"
+    PARKED = "a Parked"
+    RING = "a Ring"
+    MODE = "a Mode"
+    TASK = "a task number (task_name)"
+
+
+_GLOBAL_FIELDS = (
+    ("guest cpuid", FieldKind.CPUID), ("msr filter", FieldKind.FILTER),
+    ("msr bitmap", FieldKind.BITMAP), ("recalc request", FieldKind.FLAG),
+    ("cpuid locked", FieldKind.FLAG), ("vmcs on", FieldKind.CPU),
+    ("guest state loaded on", FieldKind.CPU), ("vcpu thread parked", FieldKind.PARKED),
+    ("guest ring", FieldKind.RING), ("msr_guest_fred_rsp0", FieldKind.VALUE),
+    ("fred_ssp0_fallback", FieldKind.VALUE), ("guest xsave PL0_SSP", FieldKind.VALUE),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -353,16 +375,18 @@ class Machine:
     # -- structure ---------------------------------------------------------------------------
 
     @property
-    def fields(self) -> tuple[str, ...]:
-        """The name of each state position."""
-        names = list(_GLOBAL_NAMES)
-        names += [f"vmcs guest {s.label}" for s in VMCS_SLOTS]
-        names += [f"vmcs host {s.label}" for s in VMCS_SLOTS]
-        names += [f"guest {s.label}" for s in SLOTS]
+    def fields(self) -> tuple[tuple[str, FieldKind], ...]:
+        """The name and kind of each state position."""
+        value = FieldKind.VALUE
+        out = list(_GLOBAL_FIELDS)
+        out += [(f"vmcs guest {s.label}", value) for s in VMCS_SLOTS]
+        out += [(f"vmcs host {s.label}", value) for s in VMCS_SLOTS]
+        out += [(f"guest's {s.label}", value) for s in SLOTS]
         for c in range(self.bounds.cpus):
-            names += [f"cpu{c} runs", f"cpu{c} task", f"cpu{c} fred_rsp0 cache"]
-            names += [f"cpu{c} {s.label}" for s in SLOTS]
-        return tuple(names)
+            out += [(f"cpu{c} runs", FieldKind.MODE), (f"cpu{c} task", FieldKind.TASK),
+                    (f"cpu{c} fred_rsp0 cache", value)]
+            out += [(f"cpu{c} {s.label}", value) for s in SLOTS]
+        return tuple(out)
 
     def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
         """The intercept bits compute_intercepts gives for this guest CPUID and filter."""

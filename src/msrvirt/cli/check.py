@@ -1,0 +1,116 @@
+"""`msrvirt check`: explore the FRED save/restore designs and judge every invariant.
+
+Exit status 0 when every checked design gets its expected verdict (v9 and the review's
+alternatives hold, each planted bug is caught), 1 otherwise, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from msrvirt.check.explore import DesignCheck, Progress as ProgressFn, check_design
+from msrvirt.errors import UsageError
+from msrvirt.machine.designs import DESIGNS, Design, design
+from msrvirt.machine.model import Bounds
+from msrvirt.report.check import (
+    counterexample_text,
+    designs_table,
+    summary_line,
+    to_json,
+    verdict_table,
+)
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+_WIDE = 200  # table width when stdout is not a terminal (pipes, CI logs)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "check", help="prove the FRED save/restore invariants or print the shortest trace"
+        " that breaks one", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--design", action="append", metavar="NAME",
+                       help="check this design (repeatable; default: v9)")
+    which.add_argument("--all-designs", action="store_true", help="check every design")
+    which.add_argument("--list-designs", action="store_true", help="list the designs and exit")
+    parser.add_argument("--cpus", type=int, default=Bounds().cpus,
+                        help="physical CPUs (default %(default)s)")
+    parser.add_argument("--tasks", type=int, default=Bounds().tasks,
+                        help="host tasks, the vCPU thread included (default %(default)s)")
+    parser.add_argument("--values", type=int, default=Bounds().values,
+                        help="guest values besides the reset value (default %(default)s)")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="explore at most this many events deep (default: exhaustive)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=run)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        yield bar
+
+
+def _callback(bar: Progress | None, name: str) -> ProgressFn | None:
+    if bar is None:
+        return None
+    task = bar.add_task(name, total=None)
+
+    def report(states: int, depth: int, frontier: int) -> None:
+        bar.update(task, description=f"{name}: depth {depth}, {states:,} states,"
+                   f" frontier {frontier:,}")
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the verb; return the exit status."""
+    out = Console(width=None if sys.stdout.isatty() else _WIDE)
+    if args.list_designs:
+        if args.json:
+            print(json.dumps({"designs": [
+                {"name": d.name, "expected": d.expected.value, "policy": d.policy.name,
+                 "summary": d.summary} for d in DESIGNS.values()]}, indent=2))
+        else:
+            out.print(designs_table(list(DESIGNS.values())))
+        return EXIT_OK
+    bounds = Bounds(cpus=args.cpus, tasks=args.tasks, values=args.values)
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"depth must be at least 1, not {args.depth}")
+    chosen: list[Design] = (list(DESIGNS.values()) if args.all_designs
+                            else [design(n) for n in (args.design or ["v9"])])
+    checks: list[DesignCheck] = []
+    with _progress(sys.stderr.isatty()) as bar:
+        for d in chosen:
+            checks.append(check_design(d, bounds, depth=args.depth,
+                                       progress=_callback(bar, d.name)))
+    if args.json:
+        print(json.dumps(to_json(checks), indent=2))
+    else:
+        depth = "exhaustive" if args.depth is None else f"depth {args.depth}"
+        out.print(f"bounds: cpus={bounds.cpus} tasks={bounds.tasks} values={bounds.values},"
+                  f" {depth}", highlight=False)
+        out.print(verdict_table(checks))
+        for chk in checks:
+            lines = counterexample_text(chk)
+            if lines:
+                out.print()
+                for line in lines:
+                    out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print()
+        out.print(summary_line(checks), highlight=False)
+    return EXIT_OK if all(c.as_expected for c in checks) else EXIT_UNEXPECTED

@@ -1,0 +1,209 @@
+"""Render `msrvirt check` results: event labels, counterexample traces, the verdict table, JSON.
+
+Rendering only: every number and verdict comes from msrvirt.check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from msrvirt.arch.kvm import Access
+from msrvirt.check.explore import Counterexample, DesignCheck
+from msrvirt.check.invariants import INVARIANTS
+from msrvirt.machine.designs import Design, Verdict
+from msrvirt.machine.model import (
+    SLOTS,
+    Ev,
+    Event,
+    FieldKind,
+    FilterChoice,
+    GuestCpu,
+    Machine,
+    Mode,
+    Parked,
+    Ring,
+    State,
+    task_name,
+    value_name,
+)
+
+_MODE_TEXT = {Mode.HOST_USER: "host user", Mode.KVM: "KVM", Mode.GUEST: "guest"}
+_CPUID_TEXT = {GuestCpu.FRED_SHSTK: "FRED+SHSTK", GuestCpu.FRED: "FRED"}
+_FILTER_TEXT = {FilterChoice.NONE: "none", FilterChoice.DENY_FRED: "deny FRED MSRs"}
+
+
+def _short(slot_label: str) -> str:
+    return slot_label.removeprefix("IA32_")
+
+
+def event_label(ev: Event) -> str:
+    """One event in words, e.g. ``cpu0: guest WRMSR FRED_RSP0 = g1``."""
+    slot = _short(ev.slot.label) if ev.slot is not None else ""
+    match ev.kind:
+        case Ev.HOST_USER_EVENT:
+            text = "host interrupt/syscall from user mode"
+        case Ev.HOST_EXCEPTION:
+            text = "host NMI/#DB in kernel mode"
+        case Ev.CONTEXT_SWITCH:
+            text = f"context switch to {task_name(ev.task)}"
+        case Ev.KVM_RUN:
+            text = "vcpu thread calls KVM_RUN (vcpu_load)"
+        case Ev.KVM_RUN_RETURN:
+            text = "KVM_RUN returns to user mode (vcpu_put)"
+        case Ev.VM_ENTRY:
+            text = "VM entry"
+        case Ev.VM_EXIT:
+            text = "VM exit"
+        case Ev.GUEST_RDMSR:
+            text = f"guest RDMSR {slot}"
+        case Ev.GUEST_WRMSR:
+            text = f"guest WRMSR {slot} = {value_name(ev.value)}"
+        case Ev.GUEST_ERETU:
+            text = "guest ERETU to user mode"
+        case Ev.GUEST_EVENT_RING3:
+            text = "guest interrupt/syscall from user mode"
+        case Ev.GUEST_EVENT_RING0:
+            text = "guest NMI/#DB in kernel mode"
+        case Ev.KVM_SET_MSRS:
+            text = f"VMM KVM_SET_MSRS {slot} = {value_name(ev.value)}"
+        case Ev.SET_FILTER:
+            text = f"VMM sets MSR filter: {_FILTER_TEXT[FilterChoice(ev.choice)]}"
+        case Ev.SET_CPUID:
+            text = f"VMM sets CPUID: {_CPUID_TEXT[GuestCpu(ev.choice)]}"
+    return f"cpu{ev.cpu}: {text}" if ev.cpu >= 0 else text
+
+
+def _bitmap_text(bits: int) -> str:
+    parts = []
+    for slot in SLOTS:
+        dirs = "".join(d for d, a in (("r", Access.R), ("w", Access.W))
+                       if bits >> (2 * slot + (a is Access.W)) & 1)
+        if dirs:
+            parts.append(f"{_short(slot.label)}/{dirs}")
+    return "intercepts " + (" ".join(parts) if parts else "none")
+
+
+def field_text(kind: FieldKind, value: int) -> str:
+    """One state position's value in words."""
+    if kind is FieldKind.VALUE:
+        return value_name(value)
+    if kind is FieldKind.CPUID:
+        return _CPUID_TEXT[GuestCpu(value)]
+    if kind is FieldKind.FILTER:
+        return _FILTER_TEXT[FilterChoice(value)]
+    if kind is FieldKind.BITMAP:
+        return _bitmap_text(value)
+    if kind is FieldKind.CPU:
+        return "-" if value < 0 else f"cpu{value}"
+    if kind is FieldKind.PARKED:
+        return Parked(value).name.lower()
+    if kind is FieldKind.RING:
+        return f"ring {int(Ring(value))}"
+    if kind is FieldKind.MODE:
+        return _MODE_TEXT[Mode(value)]
+    if kind is FieldKind.TASK:
+        return task_name(value)
+    return str(value)
+
+
+def changes(machine: Machine, before: State, after: State) -> list[str]:
+    """``name: old -> new`` for every position that differs."""
+    out = []
+    for (name, kind), old, new in zip(machine.fields, before, after, strict=True):
+        if old != new:
+            name = name.replace("IA32_", "")
+            out.append(f"{name}: {field_text(kind, old)} -> {field_text(kind, new)}")
+    return out
+
+
+def trace_lines(machine: Machine, cx: Counterexample) -> list[str]:
+    """One line per event with what it changed; the last line names the broken invariant."""
+    lines = []
+    before = cx.initial
+    width = max(len(event_label(ev)) for ev in cx.events)
+    for i, (ev, after) in enumerate(zip(cx.events, cx.states, strict=True), start=1):
+        changed = "; ".join(changes(machine, before, after)) or "no state change"
+        line = f"{i}. {event_label(ev):<{width}}  | {changed}"
+        if i == len(cx.events):
+            line += f"  => breaks {cx.invariant}: {cx.message}"
+        lines.append(line)
+        before = after
+    return lines
+
+
+def designs_table(designs: Sequence[Design]) -> Table:
+    """The `--list-designs` table."""
+    table = Table(title="designs")
+    for column in ("design", "expected", "policy", "what it is"):
+        table.add_column(column)
+    for d in designs:
+        table.add_row(d.name, d.expected.value, d.policy.name, d.summary)
+    return table
+
+
+def verdict_table(checks: Sequence[DesignCheck]) -> Table:
+    """Designs x invariants: each cell 'holds' or 'FAILS/n' (n = shortest counterexample)."""
+    table = Table(title="msrvirt check: designs x invariants")
+    table.add_column("design")
+    table.add_column("expected")
+    table.add_column("verdict")
+    for inv in INVARIANTS:
+        table.add_column(inv.name)
+    for column in ("states", "states/s", "seconds"):
+        table.add_column(column, justify="right")
+    for chk in checks:
+        res = chk.result
+        cells = []
+        for inv in INVARIANTS:
+            cx = res.counterexamples.get(inv.name)
+            cells.append("holds" if cx is None else f"FAILS/{len(cx)}")
+        mark = "" if chk.as_expected else " (unexpected)"
+        verdict = res.verdict.value + ("" if res.complete else f" (depth {res.depth})")
+        table.add_row(chk.design.name, chk.design.expected.value, verdict + mark, *cells,
+                      f"{res.states:,}", f"{res.states_per_second:,.0f}", f"{res.seconds:.1f}")
+    return table
+
+
+def counterexample_text(chk: DesignCheck) -> list[str]:
+    """The shortest counterexample of a failing design, with a heading line."""
+    cx = chk.result.first_counterexample()
+    if cx is None:
+        return []
+    others = ", ".join(f"{name} ({len(c)} events)"
+                       for name, c in chk.result.counterexamples.items() if c is not cx)
+    head = f"{chk.design.name}: breaks {cx.invariant} in {len(cx)} events"
+    if others:
+        head += f"; also breaks {others}"
+    return [head, *("  " + line for line in trace_lines(chk.machine, cx))]
+
+
+def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
+    """The `--json` object of issue 4."""
+    designs = []
+    for chk in checks:
+        res = chk.result
+        cx = res.first_counterexample()
+        designs.append({
+            "name": chk.design.name,
+            "expected": chk.design.expected.value,
+            "verdict": res.verdict.value,
+            "invariants": {name: v.value for name, v in res.verdicts.items()},
+            "counterexample": trace_lines(chk.machine, cx) if cx is not None else None,
+            "states": res.states,
+            "seconds": round(res.seconds, 3),
+        })
+    return {"designs": designs}
+
+
+def summary_line(checks: Sequence[DesignCheck]) -> str:
+    """The closing line: all as expected, or which designs are not."""
+    wrong = [c.design.name for c in checks if not c.as_expected]
+    if not wrong:
+        held = sum(c.result.verdict is Verdict.HOLDS for c in checks)
+        caught = len(checks) - held
+        return (f"all {len(checks)} verdicts as expected: {held} hold,"
+                f" {caught} planted bug{'' if caught == 1 else 's'} caught")
+    return "not as expected: " + ", ".join(wrong)
