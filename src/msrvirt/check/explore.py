@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design, Verdict
-from msrvirt.machine.model import Bounds, Ev, Event, Machine, ObsKind, State
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Ev, Event, Machine, ObsKind, State
 
 # Events that consume or return MSR values; the others have no observation.
 OBSERVABLE = frozenset({Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION, Ev.GUEST_EVENT_RING3,
@@ -174,7 +174,7 @@ class DesignCheck:
         return self.result.verdict is self.design.expected
 
 
-def check_design(design: Design, bounds: Bounds = Bounds(), *, depth: int | None = None,
+def check_design(design: Design, bounds: Bounds = DEFAULT_BOUNDS, *, depth: int | None = None,
                  progress: Progress | None = None) -> DesignCheck:
     """Build ``design``'s machine at ``bounds`` and explore it (see `explore`)."""
     machine = Machine(design, bounds)

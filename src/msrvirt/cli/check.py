@@ -16,10 +16,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from msrvirt.check.explore import DesignCheck, Progress as ProgressFn, check_design
+from msrvirt.check.explore import DesignCheck, check_design
+from msrvirt.check.explore import Progress as ProgressFn
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import DESIGNS, Design, design
-from msrvirt.machine.model import Bounds
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds
 from msrvirt.report.check import (
     counterexample_text,
     designs_table,
@@ -43,11 +44,11 @@ def register(sub: Any) -> None:
                        help="check this design (repeatable; default: v9)")
     which.add_argument("--all-designs", action="store_true", help="check every design")
     which.add_argument("--list-designs", action="store_true", help="list the designs and exit")
-    parser.add_argument("--cpus", type=int, default=Bounds().cpus,
+    parser.add_argument("--cpus", type=int, default=DEFAULT_BOUNDS.cpus,
                         help="physical CPUs (default %(default)s)")
-    parser.add_argument("--tasks", type=int, default=Bounds().tasks,
+    parser.add_argument("--tasks", type=int, default=DEFAULT_BOUNDS.tasks,
                         help="host tasks, the vCPU thread included (default %(default)s)")
-    parser.add_argument("--values", type=int, default=Bounds().values,
+    parser.add_argument("--values", type=int, default=DEFAULT_BOUNDS.values,
                         help="guest values besides the reset value (default %(default)s)")
     parser.add_argument("--depth", type=int, default=None,
                         help="explore at most this many events deep (default: exhaustive)")

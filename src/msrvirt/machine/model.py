@@ -305,6 +305,9 @@ class Bounds:
             raise UsageError(f"values must be between 1 and {MAX_VALUES}, not {self.values}")
 
 
+DEFAULT_BOUNDS = Bounds()
+
+
 def _mask_bit(slot: Slot, access: Access) -> int:
     return 1 << (2 * slot + (1 if access is Access.W else 0))
 
@@ -325,7 +328,7 @@ class Machine:
     `compute_intercepts` gives for each guest CPUID and filter, and the event objects).
     """
 
-    def __init__(self, design: Design, bounds: Bounds = Bounds()) -> None:
+    def __init__(self, design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.design = design
         self.bounds = bounds
         self._sync = design.put_sync

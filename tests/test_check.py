@@ -1,0 +1,171 @@
+"""The checker: the seed's design and the review's alternatives hold every invariant, and
+each planted bug is found with its shortest counterexample ("the checker finds this bug")."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+from msrvirt.check.explore import Result, check_design, explore
+from msrvirt.check.invariants import BY_NAME, INVARIANTS, Scope, invariant
+from msrvirt.errors import UnknownNameError, UsageError
+from msrvirt.machine.designs import DESIGNS, Verdict, design
+from msrvirt.machine.model import Bounds, Machine
+from msrvirt.report.check import event_label, to_json, trace_lines
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "msrvirt"
+
+
+@pytest.fixture(scope="module")
+def v9_result() -> Result:
+    return explore(Machine(design("v9")))
+
+
+def test_v9_is_explored_exhaustively(v9_result: Result) -> None:
+    assert v9_result.complete
+    assert v9_result.states == 273_860  # the default bounds: 2 CPUs, 3 tasks, 1 guest value
+    assert v9_result.transitions > v9_result.states
+
+
+@pytest.mark.parametrize("name", [i.name for i in INVARIANTS])
+def test_each_invariant_holds_for_v9(v9_result: Result, name: str) -> None:
+    assert v9_result.verdicts[name] is Verdict.HOLDS
+    assert name not in v9_result.counterexamples
+
+
+@pytest.mark.parametrize("name", ["minimal", "intercept-all", "invalidate-cache"])
+def test_the_review_alternatives_hold(name: str) -> None:
+    res = check_design(design(name)).result
+    assert res.complete
+    assert res.verdict is Verdict.HOLDS, res.first_counterexample()
+
+
+# (design, the invariant its shortest counterexample breaks, that length, every invariant it
+# breaks within CAUGHT_DEPTH events).  All planted counterexamples are at most 6 events long.
+CAUGHT_DEPTH = 8
+PLANTED = [
+    ("rsp1-no-host-load", "host-safety", 4, {"host-safety"}),
+    ("entry-no-guest-load", "guest-integrity", 3, {"guest-integrity", "migration"}),
+    ("no-rsp0-restore", "host-safety", 5, {"host-safety"}),
+    ("no-sync", "rsp0-cache", 4, {"rsp0-cache", "host-safety"}),
+    ("get-soft-rsp0", "migration", 4, {"migration"}),
+    ("pl0-ssp-passthrough", "pl0-ssp-virtual", 4,
+     {"pl0-ssp-virtual", "guest-integrity", "migration"}),
+    ("filter-no-recalc", "filter-compliance", 4, {"filter-compliance"}),
+    ("cpuid-no-recalc", "pl0-ssp-virtual", 4, {"pl0-ssp-virtual", "guest-integrity", "migration"}),
+    ("host-fields-once", "host-safety", 6, {"host-safety"}),
+]
+
+
+def test_every_planted_design_is_in_the_table() -> None:
+    planted = {n for n, d in DESIGNS.items() if d.expected is Verdict.FAILS}
+    assert planted == {p[0] for p in PLANTED}
+
+
+@pytest.mark.parametrize(("name", "inv", "length", "broken"), PLANTED, ids=[p[0] for p in PLANTED])
+def test_the_checker_finds_this_bug(name: str, inv: str, length: int, broken: set[str]) -> None:
+    chk = check_design(design(name), depth=CAUGHT_DEPTH)
+    res = chk.result
+    assert res.verdict is Verdict.FAILS
+    assert {n for n, v in res.verdicts.items() if v is Verdict.FAILS} == broken
+    cx = res.counterexamples[inv]
+    assert len(cx) == length
+    # Replaying the trace reaches the same states, and the invariant fails at its end.
+    m = chk.machine
+    state = m.initial()
+    for ev, after in zip(cx.events, cx.states, strict=True):
+        assert ev in m.events(state)
+        prev, state = state, m.step(state, ev)
+        assert state == after
+    rule = invariant(inv)
+    if rule.scope is Scope.STATE:
+        assert rule.state_check is not None
+        assert rule.state_check(m, state) == cx.message
+    else:
+        assert rule.transition_check is not None
+        obs = m.observe(prev, cx.events[-1])
+        assert obs is not None
+        assert rule.transition_check(m, prev, cx.events[-1], obs) == cx.message
+
+
+def test_each_invariant_is_broken_by_some_planted_bug() -> None:
+    assert set().union(*(p[3] for p in PLANTED)) == set(BY_NAME)
+
+
+def test_a_shallow_depth_misses_a_deep_bug_and_says_so() -> None:
+    res = check_design(design("host-fields-once"), depth=5).result
+    assert not res.complete and res.depth == 5
+    assert res.verdict is Verdict.HOLDS
+
+
+def test_exploration_is_deterministic() -> None:
+    a = check_design(design("no-rsp0-restore"), depth=6).result
+    b = check_design(design("no-rsp0-restore"), depth=6).result
+    assert (a.states, a.transitions) == (b.states, b.transitions)
+    assert a.counterexamples["host-safety"].events == b.counterexamples["host-safety"].events
+
+
+def test_larger_bounds_explore_more_states() -> None:
+    small = check_design(design("v9"), Bounds(cpus=1, tasks=2)).result
+    assert small.complete and small.verdict is Verdict.HOLDS
+    bigger = check_design(design("v9"), Bounds(cpus=2, tasks=3), depth=8).result
+    assert bigger.states > small.states
+
+
+def test_progress_is_reported() -> None:
+    seen: list[tuple[int, int, int]] = []
+    check_design(design("v9"), depth=12, progress=lambda *a: seen.append(a))
+    assert seen and all(states > 0 for states, _, _ in seen)
+
+
+def test_bad_depth_and_unknown_invariant_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="depth must be at least 1, not 0"):
+        explore(Machine(design("v9")), depth=0)
+    with pytest.raises(UnknownNameError):
+        invariant("safety")
+
+
+def test_the_trace_has_one_line_per_event_with_what_changed() -> None:
+    chk = check_design(design("no-sync"), depth=CAUGHT_DEPTH)
+    cx = chk.result.counterexamples["rsp0-cache"]
+    lines = trace_lines(chk.machine, cx)
+    assert len(lines) == len(cx) == 4
+    assert lines[0].startswith("1. cpu0: vcpu thread calls KVM_RUN")
+    assert "cpu0 FRED_RSP0: top(vcpu) -> g0" in lines[1]
+    assert lines[-1].endswith("breaks rsp0-cache: cpu0: fred_rsp0 cache = top(vcpu)"
+                              " (its task's stack top) but FRED_RSP0 = g0")
+    assert event_label(cx.events[-1]) == "cpu0: KVM_RUN returns to user mode (vcpu_put)"
+
+
+def test_json_has_exactly_the_issues_keys() -> None:
+    checks = [check_design(design(n), depth=CAUGHT_DEPTH) for n in ("v9", "no-sync")]
+    obj = to_json(checks)
+    assert list(obj) == ["designs"]
+    for entry in obj["designs"]:
+        assert list(entry) == ["name", "expected", "verdict", "invariants", "counterexample",
+                               "states", "seconds"]
+        assert list(entry["invariants"]) == [i.name for i in INVARIANTS]
+    v9, bug = obj["designs"]
+    assert v9["counterexample"] is None and v9["verdict"] == "holds"
+    assert bug["verdict"] == "fails" and len(bug["counterexample"]) == 4
+
+
+def _imports(package: str) -> set[str]:
+    found = set()
+    for path in (SRC / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package", ["machine", "check"])
+def test_machine_and_check_import_only_lower_layers(package: str) -> None:
+    ours = {m for m in _imports(package) if m.startswith("msrvirt")}
+    allowed = ("msrvirt.arch", "msrvirt.policy", "msrvirt.errors", "msrvirt.machine")
+    allowed += ("msrvirt.check",) if package == "check" else ()
+    assert ours and all(m.startswith(allowed) for m in ours), sorted(ours)
