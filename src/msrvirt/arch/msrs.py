@@ -135,8 +135,6 @@ class Msr:
     handled_by: frozenset[Backend] | None = None
     reset: int | None = 0  # value after vCPU creation, where the model knows it
     listed: Need | None = None  # in KVM_GET_MSR_INDEX_LIST when KVM's caps meet this
-    vmcs_guest: VmcsField | None = None
-    vmcs_host: VmcsField | None = None
     source: str
     note: str = ""
     names: tuple[str, ...] = field(init=False)
@@ -147,6 +145,16 @@ class Msr:
     def __str__(self) -> str:
         return f"{self.name} ({self.index:#x})"
 
+    @property
+    def vmcs_guest(self) -> VmcsField | None:
+        """The VMCS guest-state field that holds this MSR, if any (arch/vmcs.py)."""
+        return GUEST_FIELDS.get(self.name)
+
+    @property
+    def vmcs_host(self) -> VmcsField | None:
+        """The VMCS host-state field that holds this MSR, if any."""
+        return HOST_FIELDS.get(self.name)
+
 
 # -- row helpers ---------------------------------------------------------------------------------
 
@@ -155,16 +163,11 @@ _ARCH = "fred-arch-facts.md"
 _COMMON = "kvm-svm-common-pvm-facts.md"
 
 
-def _vmcs(name: str) -> dict[str, VmcsField | None]:
-    return {"vmcs_guest": GUEST_FIELDS.get(name), "vmcs_host": HOST_FIELDS.get(name)}
-
-
 def _fred(index: int, name: str, write: WriteRule, aliases: tuple[str, ...] = ()) -> Msr:
     return Msr(
         index=index, name=name, family=Family.FRED, aliases=aliases,
         gates=(Gate(need=need(F.FRED)),), write=write, listed=need(F.FRED),
         source=f"{_ARCH} section 2; {_FACTS} sections 6 and 8 (v9 patch 10)",
-        **_vmcs(name),
     )
 
 
@@ -253,19 +256,16 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         source=f"{_FACTS} section 3 rule 11; {_COMMON} 2a FLUSH_CMD"),
     # -- syscall / sysenter / segments ----------------------------------------------------------
     Msr(index=0x174, name="IA32_SYSENTER_CS", family=Family.SYSCALL, aliases=("SYSENTER_CS",),
-        listed=ALWAYS, source=f"SDM Vol. 4; {_FACTS} section 3 rule 3",
-        **_vmcs("IA32_SYSENTER_CS")),
+        listed=ALWAYS, source=f"SDM Vol. 4; {_FACTS} section 3 rule 3"),
     Msr(index=0x175, name="IA32_SYSENTER_ESP", family=Family.SYSCALL,
         aliases=("SYSENTER_ESP",), write=WriteRule(check=Check.CANONICALIZE), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)",
-        **_vmcs("IA32_SYSENTER_ESP")),
+        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)"),
     Msr(index=0x176, name="IA32_SYSENTER_EIP", family=Family.SYSCALL,
         aliases=("SYSENTER_EIP",), write=WriteRule(check=Check.CANONICALIZE), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)",
-        **_vmcs("IA32_SYSENTER_EIP")),
+        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)"),
     Msr(index=0xC0000080, name="IA32_EFER", family=Family.SYSCALL, aliases=("EFER",),
         write=WriteRule(check=Check.EFER, exact=False),
-        source=f"SDM Vol. 4; {_COMMON} 2a EFER (set_efer)", **_vmcs("IA32_EFER")),
+        source=f"SDM Vol. 4; {_COMMON} 2a EFER (set_efer)"),
     Msr(index=0xC0000081, name="IA32_STAR", family=Family.SYSCALL, aliases=("STAR",),
         listed=ALWAYS, source="SDM Vol. 4; msrs_to_save_base"),
     Msr(index=0xC0000082, name="IA32_LSTAR", family=Family.SYSCALL, aliases=("LSTAR",),
@@ -277,11 +277,9 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         source=f"SDM Vol. 4 (IA32_FMASK); msr-index.h MSR_SYSCALL_MASK; {_FACTS} section 11",
         note="kept in a user-return slot: the host CPU validates the value"),
     Msr(index=0xC0000100, name="FS_BASE", family=Family.SEGMENT, aliases=("IA32_FS_BASE",),
-        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2",
-        **_vmcs("FS_BASE")),
+        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
     Msr(index=0xC0000101, name="GS_BASE", family=Family.SEGMENT, aliases=("IA32_GS_BASE",),
-        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2",
-        **_vmcs("GS_BASE")),
+        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
     Msr(index=0xC0000102, name="KERNEL_GS_BASE", family=Family.SEGMENT,
         aliases=("IA32_KERNEL_GS_BASE", "SWAPGS"), write=CANONICAL, listed=ALWAYS,
         source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
@@ -320,7 +318,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         listed=need(F.SHSTK, F.IBT), source=_CET_SRC),
     Msr(index=0x6A2, name="IA32_S_CET", family=Family.CET, aliases=("S_CET",),
         gates=(Gate(need=need(F.SHSTK, F.IBT)),), write=_CET_CTL,
-        listed=need(F.SHSTK, F.IBT), source=_CET_SRC, **_vmcs("IA32_S_CET")),
+        listed=need(F.SHSTK, F.IBT), source=_CET_SRC),
     Msr(index=0x6A4, name="IA32_PL0_SSP", family=Family.CET,
         aliases=("IA32_FRED_SSP0", "PL0_SSP"),
         gates=(Gate(need=need(F.SHSTK, F.FRED)),), write=_CET_SSP,
@@ -339,8 +337,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     Msr(index=0x6A8, name="IA32_INT_SSP_TAB", family=Family.CET, aliases=("INT_SSP_TAB",),
         gates=(Gate(need=need(all_of=(F.SHSTK, F.LM))),), write=CANONICAL,
         listed=need(all_of=(F.SHSTK, F.LM)),
-        source=f"{_CET_SRC}; {_FACTS} section 3 (never passed through)",
-        **_vmcs("IA32_INT_SSP_TAB")),
+        source=f"{_CET_SRC}; {_FACTS} section 3 (never passed through)"),
     # -- Intel PT (VMX vendor code) -------------------------------------------------------------
     *(Msr(index=idx, name=name, family=Family.TRACE, handled_by=frozenset({Backend.VMX}),
           gates=(Gate(need=need(F.INTEL_PT), error=KvmRet.ERR),), write=WriteRule(exact=False),
@@ -389,7 +386,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     # -- memory types ---------------------------------------------------------------------------
     Msr(index=0x277, name="IA32_PAT", family=Family.MEMTYPE, aliases=("PAT", "CR_PAT"),
         write=WriteRule(check=Check.PAT), reset=0x0007040600070406, listed=ALWAYS,
-        source=f"SDM Vol. 4; {_COMMON} 2a CR_PAT (kvm_pat_valid)", **_vmcs("IA32_PAT")),
+        source=f"SDM Vol. 4; {_COMMON} 2a CR_PAT (kvm_pat_valid)"),
     Msr(index=0xFE, name="IA32_MTRRCAP", family=Family.MEMTYPE, aliases=("MTRRCAP",),
         emul=Emul.READ_ONLY, write=WriteRule(exact=False), reset=0x508,
         source=f"SDM Vol. 4; {_COMMON} 2a MTRRs (8 variable ranges, fixed, WC)"),
@@ -399,7 +396,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     # -- debug / LBR ----------------------------------------------------------------------------
     Msr(index=0x1D9, name="IA32_DEBUGCTL", family=Family.DEBUG, aliases=("DEBUGCTL",),
         write=WriteRule(exact=False), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_COMMON} 1b (SVM LBRV) and 2a", **_vmcs("IA32_DEBUGCTL")),
+        source=f"SDM Vol. 4; {_COMMON} 1b (SVM LBRV) and 2a"),
     Msr(index=0x1DB, name="LASTBRANCHFROMIP", family=Family.DEBUG, emul=Emul.READ_ZERO,
         listed=ALWAYS, source=_LBR_SRC),
     Msr(index=0x1DC, name="LASTBRANCHTOIP", family=Family.DEBUG, emul=Emul.READ_ZERO,

@@ -13,7 +13,7 @@ from msrvirt.errors import MsrvirtError
 
 # One module per verb under msrvirt.cli; each has register(subparsers) and sets
 # `run` on its parser (args.run(args) -> exit status).
-VERBS: tuple[str, ...] = ()
+VERBS = ("explain", "decide", "bitmap", "filter", "policies", "hosts")
 
 EXIT_USAGE = 2
 

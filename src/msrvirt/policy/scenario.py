@@ -46,7 +46,8 @@ class Runtime:
             key, _, raw = item.partition("=")
             key = key.strip().replace("-", "_")
             if key not in cls.names():
-                raise UsageError(f"runtime state must be one of {', '.join(cls.names())}, not {key!r}")
+                known = ", ".join(cls.names())
+                raise UsageError(f"runtime state must be one of {known}, not {key!r}")
             if raw.strip().lower() in ("", "1", "true", "yes", "on"):
                 values[key] = True
             elif raw.strip().lower() in ("0", "false", "no", "off"):
@@ -59,6 +60,9 @@ class Runtime:
         return [f.name for f in fields(self) if getattr(self, f.name)]
 
 
+NO_EXITS = ExitReason(0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """Host, guest CPUID, userspace filter and exit mask, KVM policy, runtime state."""
@@ -67,7 +71,7 @@ class Scenario:
     guest: frozenset[Feature]  # the features the guest CPUID asks for
     policy: Policy
     filter: MsrFilter = NO_FILTER
-    exits: ExitReason = ExitReason(0)
+    exits: ExitReason = NO_EXITS
     runtime: Runtime = field(default_factory=Runtime)
     guest_vendor: Vendor | None = None  # None: same as the host
 
