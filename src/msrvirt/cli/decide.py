@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.text import Text
+
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
@@ -66,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     what = f" value {req.value:#x}" if req.access is Access.W else ""
     out.print(f"{who} {display_name(index)} ({index:#x}){what}")
     out.print(f"scenario: {scenario_line(s)}")
-    line = outcome_text(d)
+    line = Text("outcome: ").append_text(outcome_text(d))
     if d.value is not None:
         line.append(f"  (reads {d.value:#x})")
     if not d.exact:
         line.append("  (model not exact for this MSR beyond the filter)")
-    out.print("outcome: ", line)
+    out.print(line)
     for text in decision_lines(d):
         out.print(text)
     return 0

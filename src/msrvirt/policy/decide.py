@@ -108,11 +108,13 @@ _CET_SUPPRESS = 1 << 10
 _CET_WAIT_ENDBR = 1 << 11
 
 
-def value_problem(row: Msr, value: int, scenario: Scenario) -> str | None:
-    """Why KVM (or the CPU) refuses writing ``value`` to ``row``, or None if it accepts it.
+def value_problem(row: Msr, value: int, scenario: Scenario, *, hardware: bool) -> str | None:
+    """Why KVM (``hardware`` False) or the CPU (True) refuses writing ``value`` to ``row``.
 
-    Canonical means fitting KVM's max_host_virt_addr_bits (57 with LA57, else 48): KVM
-    checks MSR values against the host width, not the guest's (is_noncanonical_msr_address).
+    Returns None if the value is accepted.  KVM checks feature-dependent bits against the
+    guest's CPUID; the CPU against what it implements (the host's features).  Canonical
+    means fitting max_host_virt_addr_bits (57 with LA57, else 48) in both cases: KVM checks
+    MSR values against the host width, as the CPU does (is_noncanonical_msr_address).
     """
     rule = row.write
     bits = scenario.host.virt_addr_bits
@@ -122,7 +124,7 @@ def value_problem(row: Msr, value: int, scenario: Scenario) -> str | None:
         return f"reserved bits {value & rule.reserved:#x} are set (mask {rule.reserved:#x})"
     check = rule.check
     if check is Check.CET:
-        caps = scenario.guest_caps
+        caps = scenario.host.features if hardware else scenario.guest_caps
         if value & _CET_RESERVED:
             return "CET bits 9:6 are reserved"
         if Feature.SHSTK not in caps and value & _CET_SHSTK_BITS:
@@ -146,7 +148,8 @@ def value_problem(row: Msr, value: int, scenario: Scenario) -> str | None:
         if scenario.vendor is Vendor.INTEL and value >> 32:
             return "TSC_AUX bits 63:32 must be clear for an Intel-compatible guest"
     elif check is Check.EFER:
-        return _efer_problem(value, scenario)
+        return _efer_problem(value, scenario, scenario.host.features if hardware
+                             else scenario.guest_caps)
     return None
 
 
@@ -154,13 +157,12 @@ _EFER_SCE, _EFER_LME, _EFER_LMA, _EFER_NX = 1 << 0, 1 << 8, 1 << 10, 1 << 11
 _EFER_SVME, _EFER_FFXSR = 1 << 12, 1 << 14
 
 
-def _efer_problem(value: int, scenario: Scenario) -> str | None:
+def _efer_problem(value: int, scenario: Scenario, caps: frozenset[Feature]) -> str | None:
     known = _EFER_SCE | _EFER_LME | _EFER_LMA | _EFER_NX
     if scenario.host.backend is Backend.SVM:
         known |= _EFER_SVME | _EFER_FFXSR
     if value & ~known:
         return f"EFER bits {value & ~known:#x} are not supported"
-    caps = scenario.guest_caps
     if value & (_EFER_LME | _EFER_LMA) and Feature.LM not in caps:
         return "EFER.LME/LMA need long mode (CPUID lm)"
     if value & _EFER_NX and Feature.NX not in caps:
@@ -233,7 +235,7 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     if emul is Emul.HOST_ONLY and not host:
         return Emulation(ret=KvmRet.ERR, value=None, exact=True,
                          reasons=("ERR: host-only MSR, a guest write fails",))
-    problem = value_problem(row, req.value, scenario)
+    problem = value_problem(row, req.value, scenario, hardware=False)
     if problem is not None:
         return Emulation(ret=KvmRet.ERR, value=None, exact=True,
                          reasons=(f"ERR: invalid value, {problem}",))
@@ -270,7 +272,7 @@ def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = N
         reasons.append(_rule_reason(setting.rule, setting.wanted_intercept))
         reasons.append(f"bitmap bit clear: the {verb} of {name} runs on the CPU, no VM exit")
         if req.access is Access.W and row is not None:
-            problem = value_problem(row, req.value, scenario)
+            problem = value_problem(row, req.value, scenario, hardware=True)
             if problem is not None:
                 reasons.append(f"the CPU refuses the value ({problem}): hardware #GP")
                 return Decision(outcome=Outcome.GP, exit_reason=None, intercept=False,
