@@ -28,12 +28,13 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+_FRED_AND_CET = frozenset(m.index for m in MSRS if m.family in (Family.FRED, Family.CET))
+
+
 def default_msrs(s: Scenario) -> list[int]:
     """The FRED and CET MSRs and the upstream passthrough set of the host's backend."""
     upstream = policy("svm-upstream" if s.host.backend is Backend.SVM else "upstream")
-    chosen = {m.index for m in MSRS if m.family in (Family.FRED, Family.CET)}
-    chosen |= upstream.touched() | s.policy.touched()
-    return sorted(chosen)
+    return sorted(_FRED_AND_CET | upstream.touched | s.policy.touched)
 
 
 def select_msrs(args: argparse.Namespace, s: Scenario) -> list[int]:

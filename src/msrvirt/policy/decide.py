@@ -11,13 +11,15 @@ UNSUPPORTED MSR that KVM advertises reads 0 and accepts a write of 0 (section 5)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
+from typing import NamedTuple
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import Access, Backend, ExitReason, KvmRet, Vendor, exit_reason_for
-from msrvirt.arch.msrs import Check, Emul, Msr, lookup
+from msrvirt.arch.msrs import Check, Emul, Gate, Msr, lookup
 from msrvirt.errors import UsageError
+from msrvirt.policy.filter import MsrFilter
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.policies import Rule
 from msrvirt.policy.scenario import Scenario
@@ -40,27 +42,44 @@ class Initiator(StrEnum):
     HOST = "host"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MsrAccess:
-    """One access: MSR index, direction (R or W), value written, and who makes it."""
+class MsrAccess(NamedTuple):
+    """One access: MSR index, direction (R or W), value written, and who makes it.
+
+    A NamedTuple for the same reason as Decision; `decide` checks its fields.
+    """
 
     index: int
     access: Access
     value: int = 0
     initiator: Initiator = Initiator.GUEST
 
-    def __post_init__(self) -> None:
-        if self.access not in (Access.R, Access.W):
-            raise UsageError(f"an access must be a read or a write, not {self.access!r}")
-        if not 0 <= self.value <= U64:
-            raise UsageError(f"an MSR value must be a u64, not {self.value:#x}")
-        if not 0 <= self.index <= 0xFFFF_FFFF:
-            raise UsageError(f"an MSR index must be a u32, not {self.index:#x}")
+
+def _check(req: MsrAccess) -> None:
+    if req.access is not Access.R and req.access is not Access.W:
+        raise UsageError(f"an access must be a read or a write, not {req.access!r}")
+    if not 0 <= req.value <= U64:
+        raise UsageError(f"an MSR value must be a u64, not {req.value:#x}")
+    if not 0 <= req.index <= 0xFFFF_FFFF:
+        raise UsageError(f"an MSR index must be a u32, not {req.index:#x}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Decision:
-    """The outcome of one access and the chain of reasons that leads there."""
+# A reason, kept as a template (or a function) and its arguments and turned into text only
+# when shown: deciding is on the hot path of every sweep, formatting is not.
+Why = tuple[str | Callable[..., str], tuple[object, ...]]
+
+
+def render(why: Why) -> str:
+    """The text of one reason."""
+    template, args = why
+    return template(*args) if callable(template) else template.format(*args)
+
+
+class Decision(NamedTuple):
+    """The outcome of one access and the chain of reasons that leads there.
+
+    A NamedTuple rather than a frozen dataclass: one is built per access on the hot path of
+    every sweep, and CPython 3.11 builds a tuple about three times faster (docs/design.md).
+    """
 
     outcome: Outcome
     exit_reason: ExitReason | None  # for EXIT; also the reason a GP would have exited with
@@ -68,8 +87,16 @@ class Decision:
     kvm_ret: KvmRet | None  # KVM's emulation result, None when KVM was not involved
     value: int | None  # the value a read returns, where the model knows it
     exact: bool  # False: the model is not sure of the part after the filter
-    reasons: tuple[str, ...]
-    summary: str  # the one reason that decides the outcome
+    steps: tuple[Why, ...]  # the chain of reasons, in order
+    cause: Why  # the one reason that decides the outcome
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(render(w) for w in self.steps)
+
+    @property
+    def summary(self) -> str:
+        return render(self.cause)
 
     @property
     def filtered(self) -> bool:
@@ -77,12 +104,13 @@ class Decision:
         return self.kvm_ret is KvmRet.FILTERED
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Emulation:
+class Emulation(NamedTuple):
+    """What KVM's MSR code returns for an access it handles (a NamedTuple, as Decision)."""
+
     ret: KvmRet
     value: int | None
     exact: bool
-    reasons: tuple[str, ...]
+    why: Why
 
 
 def canonical(value: int, bits: int) -> bool:
@@ -170,83 +198,90 @@ def _efer_problem(value: int, scenario: Scenario, caps: frozenset[Feature]) -> s
     return None
 
 
+def _gate_text(gate: Gate, caps: frozenset[Feature]) -> str:
+    missing = ", ".join(sorted(f.value for f in (gate.need.any_of | gate.need.all_of) - caps))
+    return f"{gate.error.name}: guest lacks {missing} (needs {gate.need})"
+
+
+def _owners_text(row: Msr) -> str:
+    owners = "/".join(sorted(b.value for b in row.handled_by or ()))
+    return f"UNSUPPORTED: only {owners} vendor code handles {row.name}"
+
+
+def _canonicalized_text(value: int, bits: int) -> str:
+    return f"emulated: stored (made canonical: {_canonicalize(value, bits):#x})"
+
+
+_UNKNOWN = "UNSUPPORTED: {0:#x} is not in msrvirt's table (assumed unknown to KVM; not exact)"
+
+
 def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     """KVM's __kvm_get_msr / __kvm_set_msr for ``req`` (no filter, no bitmap)."""
     row = lookup(req.index)
+    if row is None:
+        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=False,
+                         why=(_UNKNOWN, (req.index,)))
     host = req.initiator is Initiator.HOST
     write = req.access is Access.W
-    if row is None:
-        return Emulation(
-            ret=KvmRet.UNSUPPORTED, value=None, exact=False,
-            reasons=(f"UNSUPPORTED: {req.index:#x} is not in msrvirt's table (assumed unknown"
-                     " to KVM; not exact)",),
-        )
-    backend = scenario.host.backend
-    if row.handled_by is not None and backend not in row.handled_by:
-        owners = "/".join(sorted(b.value for b in row.handled_by))
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True, reasons=(
-            f"UNSUPPORTED: only {owners} vendor code handles {row.name}",))
+    if row.handled_by is not None and scenario.host.backend not in row.handled_by:
+        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
+                         why=(_owners_text, (row,)))
     caps = scenario.guest_caps
+    direction = int(req.access)
     for gate in row.gates:
-        if not gate.access & req.access or (host and not gate.host):
+        if not int(gate.access) & direction or (host and not gate.host):
             continue
         if gate.pv and not scenario.runtime.enforce_pv_cpuid:
             continue
         if not gate.need.met(caps):
-            missing = ", ".join(sorted(f.value for f in (gate.need.any_of | gate.need.all_of)
-                                       - caps))
-            return Emulation(ret=gate.error, value=None, exact=True, reasons=(
-                f"{gate.error.name}: guest lacks {missing} (needs {gate.need})",))
+            return Emulation(ret=gate.error, value=None, exact=True,
+                             why=(_gate_text, (gate, caps,)))
     emul = row.emul
-    value = row.reset
     if emul is Emul.UNSUPPORTED:
         return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         reasons=(f"UNSUPPORTED: KVM does not emulate {row.name}",))
+                         why=("UNSUPPORTED: KVM does not emulate {0}", (row.name,)))
     if emul is Emul.X2APIC:
         if not scenario.runtime.x2apic_mode:
-            return Emulation(ret=KvmRet.ERR, value=None, exact=True, reasons=(
-                "ERR: APIC not in x2APIC mode (kvm_x2apic_msr_read/write return 1)",))
+            return Emulation(ret=KvmRet.ERR, value=None, exact=True, why=(
+                "ERR: APIC not in x2APIC mode (kvm_x2apic_msr_read/write return 1)", ()))
         if write and req.value >> 32 and row.index != 0x830:
             return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                             reasons=("ERR: x2APIC register write with bits 63:32 set",))
+                             why=("ERR: x2APIC register write with bits 63:32 set", ()))
         return Emulation(ret=KvmRet.OK, value=None, exact=False,
-                         reasons=("emulated by the in-kernel x2APIC",))
+                         why=("emulated by the in-kernel x2APIC", ()))
     if not write:
         if emul is Emul.COMMAND:
-            return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True, reasons=(
-                "UNSUPPORTED: write-only command MSR, KVM has no read handler",))
-        if emul in (Emul.READ_ZERO, Emul.IGNORED):
-            value = 0
+            return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True, why=(
+                "UNSUPPORTED: write-only command MSR, KVM has no read handler", ()))
         if emul is Emul.HOST_ONLY and not host:
             return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                             reasons=("ERR: host-only MSR, a guest access fails",))
+                             why=("ERR: host-only MSR, a guest access fails", ()))
+        value = 0 if emul in (Emul.READ_ZERO, Emul.IGNORED) else row.reset
         return Emulation(ret=KvmRet.OK, value=value, exact=True,
-                         reasons=(f"emulated: {row.emul.value} value",))
-    # writes
+                         why=("emulated: {0} value", (emul.value,)))
     if emul is Emul.READ_ZERO:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True, reasons=(
-            "UNSUPPORTED: KVM reads it as 0 but has no write handler",))
+        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
+                         why=("UNSUPPORTED: KVM reads it as 0 but has no write handler", ()))
     if emul is Emul.READ_ONLY:
         return Emulation(ret=KvmRet.ERR, value=None, exact=row.write.exact,
-                         reasons=("ERR: read-only MSR",))
+                         why=("ERR: read-only MSR", ()))
     if emul is Emul.HOST_WRITE and not host:
         return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         reasons=("UNSUPPORTED: only userspace may write it",))
+                         why=("UNSUPPORTED: only userspace may write it", ()))
     if emul is Emul.HOST_ONLY and not host:
         return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                         reasons=("ERR: host-only MSR, a guest write fails",))
+                         why=("ERR: host-only MSR, a guest write fails", ()))
     problem = value_problem(row, req.value, scenario, hardware=False)
     if problem is not None:
         return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                         reasons=(f"ERR: invalid value, {problem}",))
+                         why=("ERR: invalid value, {0}", (problem,)))
     if emul is Emul.IGNORED:
         return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact,
-                         reasons=("emulated: KVM accepts and drops the write",))
-    why = "emulated: stored"
+                         why=("emulated: KVM accepts and drops the write", ()))
     if row.write.check is Check.CANONICALIZE:
-        bits = scenario.host.virt_addr_bits
-        why += f" (made canonical: {_canonicalize(req.value, bits):#x})"
-    return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact, reasons=(why,))
+        return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact,
+                         why=(_canonicalized_text, (req.value, scenario.host.virt_addr_bits,)))
+    return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact, why=("emulated: stored", ()))
 
 
 def advertised(scenario: Scenario, index: int) -> bool:
@@ -257,135 +292,155 @@ def advertised(scenario: Scenario, index: int) -> bool:
     return row is not None and row.listed is not None and row.listed.met(scenario.kvm_caps)
 
 
+_RULE_PASSES = "rule {0.id} ran ({0.runs_when}) and passes through: {0.pass_when} [{0.source}]"
+_RULE_INTERCEPTS = "rule {0.id} ran ({0.runs_when}) and intercepts: {0.intercept_when} [{0.source}]"
+def _bit_clear_text(verb: str, index: int) -> str:
+    return f"bitmap bit clear: the {verb} of {_msr_name(index)} runs on the CPU, no VM exit"
+
+
+_BIT_CLEAR = _bit_clear_text
+
+
+def _msr_name(index: int) -> str:
+    row = lookup(index)
+    return row.name if row else f"MSR {index:#x}"
+
+
 def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = None) -> Decision:
     """The outcome of ``req`` under ``scenario``; ``intercepts`` may be passed to save work."""
+    _check(req)
+    return _decide(scenario, req, intercepts if intercepts is not None
+                   else compute_intercepts(scenario))
+
+
+def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
+    """decide() for a request already checked."""
     if req.initiator is Initiator.HOST:
         return _decide_host(scenario, req)
-    ints = intercepts if intercepts is not None else compute_intercepts(scenario)
-    reasons: list[str] = []
-    row = lookup(req.index)
-    name = row.name if row else f"MSR {req.index:#x}"
-    verb = "WRMSR" if req.access is Access.W else "RDMSR"
     if not ints.intercepted(req.index, req.access):
-        setting = ints.setting(req.index, req.access)
-        assert setting is not None  # a clear bit was cleared by some rule
-        reasons.append(_rule_reason(setting.rule, setting.wanted_intercept))
-        reasons.append(f"bitmap bit clear: the {verb} of {name} runs on the CPU, no VM exit")
-        if req.access is Access.W and row is not None:
-            problem = value_problem(row, req.value, scenario, hardware=True)
-            if problem is not None:
-                reasons.append(f"the CPU refuses the value ({problem}): hardware #GP")
-                return Decision(outcome=Outcome.GP, exit_reason=None, intercept=False,
-                                kvm_ret=None, value=None, exact=row.write.exact,
-                                reasons=tuple(reasons), summary=f"hardware #GP: {problem}")
-        return Decision(outcome=Outcome.PASSTHROUGH, exit_reason=None, intercept=False,
-                        kvm_ret=None, value=None, exact=row is not None and row.write.exact,
-                        reasons=tuple(reasons),
-                        summary=f"{setting.rule.id}: {setting.rule.pass_when}")
-    reasons.append(_intercept_reason(scenario, ints, req, name))
-    if not scenario.filter.allows(req.index, req.access):
-        reasons.append(_filter_reason(scenario, req, allowed=False))
-        return _fail(scenario, KvmRet.FILTERED, reasons, exact=True, summary=reasons[-1])
-    if scenario.filter != type(scenario.filter)():
-        reasons.append(_filter_reason(scenario, req, allowed=True))
+        return _decide_passthrough(scenario, req, ints)
+    steps = [(_intercept_text, (scenario, ints, req,))]
+    flt = scenario.filter
+    if not flt.allows(req.index, req.access):
+        steps.append((_filter_text, (flt, req, False,)))
+        return _fail(scenario, KvmRet.FILTERED, steps, exact=True, cause=steps[-1])
+    if flt.ranges:
+        steps.append((_filter_text, (flt, req, True,)))
     emu = emulate(scenario, req)
-    reasons.extend(emu.reasons)
-    cause = f"{_intercept_cause(ints, req)} -> {emu.reasons[0]}"
+    steps.append(emu.why)
+    cause = (_cause_text, (ints, req, emu.why,))
     if emu.ret is KvmRet.OK:
         return Decision(outcome=Outcome.EMULATED, exit_reason=None, intercept=True,
                         kvm_ret=KvmRet.OK, value=emu.value, exact=emu.exact,
-                        reasons=tuple(reasons), summary=cause)
+                        steps=tuple(steps), cause=cause)
     if emu.ret is KvmRet.UNSUPPORTED and scenario.host.ignore_msrs:
-        reasons.append("kvm.ignore_msrs=1: the access is ignored (reads return 0)")
+        steps.append(("kvm.ignore_msrs=1: the access is ignored (reads return 0)", ()))
         return Decision(outcome=Outcome.EMULATED, exit_reason=None, intercept=True,
                         kvm_ret=KvmRet.OK, value=0 if req.access is Access.R else None,
-                        exact=emu.exact, reasons=tuple(reasons), summary=reasons[-1])
-    return _fail(scenario, emu.ret, reasons, exact=emu.exact, summary=cause)
+                        exact=emu.exact, steps=tuple(steps), cause=steps[-1])
+    return _fail(scenario, emu.ret, steps, exact=emu.exact, cause=cause)
 
 
-def _fail(scenario: Scenario, ret: KvmRet, reasons: list[str], *, exact: bool,
-          summary: str) -> Decision:
+def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
+    rule = ints.settings[(req.index, req.access)][0]  # only a rule clears a bit
+    row = lookup(req.index)
+    verb = "WRMSR" if req.access is Access.W else "RDMSR"
+    steps: tuple[Why, ...] = ((_RULE_PASSES, (rule,)), (_BIT_CLEAR, (verb, req.index)))
+    if req.access is Access.W and row is not None:
+        problem = value_problem(row, req.value, scenario, hardware=True)
+        if problem is not None:
+            return Decision(
+                outcome=Outcome.GP, exit_reason=None, intercept=False, kvm_ret=None, value=None,
+                exact=row.write.exact,
+                steps=(*steps, ("the CPU refuses the value ({0}): hardware #GP", (problem,))),
+                cause=("hardware #GP: {0}", (problem,)))
+    return Decision(outcome=Outcome.PASSTHROUGH, exit_reason=None, intercept=False,
+                    kvm_ret=None, value=None, exact=row is not None and row.write.exact,
+                    steps=steps, cause=("{0.id}: {0.pass_when}", (rule,)))
+
+
+def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, exact: bool,
+          cause: Why) -> Decision:
     reason = exit_reason_for(ret)
-    if reason & scenario.exits:
-        reasons.append(f"exit reason {reason.name} is enabled (KVM_CAP_X86_USER_SPACE_MSR):"
-                       " the vCPU exits to userspace")
+    if int(reason) & int(scenario.exits):
+        steps.append(("exit reason {0} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
+                          " exits to userspace", (reason.name,)))
         outcome = Outcome.EXIT
     else:
-        reasons.append(f"exit reason {reason.name} is not enabled: KVM injects #GP(0)")
+        steps.append(("exit reason {0} is not enabled: KVM injects #GP(0)", (reason.name,)))
         outcome = Outcome.GP
     return Decision(outcome=outcome, exit_reason=reason, intercept=True, kvm_ret=ret,
-                    value=None, exact=exact, reasons=tuple(reasons), summary=summary)
+                    value=None, exact=exact, steps=tuple(steps), cause=cause)
 
 
 def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
-    row = lookup(req.index)
     verb = "KVM_SET_MSRS" if req.access is Access.W else "KVM_GET_MSRS"
-    reasons = [f"host-initiated {verb}: no bitmap, the userspace filter does not apply"]
+    steps = [("host-initiated {0}: no bitmap, the userspace filter does not apply", (verb,))]
     emu = emulate(scenario, req)
-    reasons.extend(emu.reasons)
-    ret, value, summary = emu.ret, emu.value, emu.reasons[0]
+    steps.append(emu.why)
+    ret, value, cause = emu.ret, emu.value, emu.why
     if ret is KvmRet.UNSUPPORTED and advertised(scenario, req.index):
         if req.access is Access.R or req.value == 0:
-            reasons.append("UNSUPPORTED but in KVM_GET_MSR_INDEX_LIST: a host read returns 0"
-                           " and a host write of 0 succeeds")
-            ret, value, summary = KvmRet.OK, 0 if req.access is Access.R else None, reasons[-1]
+            steps.append(("UNSUPPORTED but in KVM_GET_MSR_INDEX_LIST: a host read returns 0"
+                              " and a host write of 0 succeeds", ()))
+            ret, value, cause = KvmRet.OK, 0 if req.access is Access.R else None, steps[-1]
         else:
-            reasons.append("in KVM_GET_MSR_INDEX_LIST, but only a write of 0 is excused")
+            steps.append(("in KVM_GET_MSR_INDEX_LIST, but only a write of 0 is excused", ()))
     if ret is KvmRet.UNSUPPORTED and scenario.host.ignore_msrs:
-        reasons.append("kvm.ignore_msrs=1: ignored")
-        ret, value, summary = KvmRet.OK, 0 if req.access is Access.R else None, reasons[-1]
+        steps.append(("kvm.ignore_msrs=1: ignored", ()))
+        ret, value, cause = KvmRet.OK, 0 if req.access is Access.R else None, steps[-1]
     ok = ret is KvmRet.OK
-    reasons.append(f"{verb} {'processes the entry' if ok else 'stops at this entry (0 processed)'}")
+    steps.append(("{0} processes the entry" if ok
+                      else "{0} stops at this entry (0 processed)", (verb,)))
     return Decision(
         outcome=Outcome.EMULATED if ok else Outcome.REJECTED, exit_reason=None, intercept=True,
-        kvm_ret=ret, value=value, exact=emu.exact and row is not None, reasons=tuple(reasons),
-        summary=summary,
+        kvm_ret=ret, value=value, exact=emu.exact and lookup(req.index) is not None,
+        steps=tuple(steps), cause=cause,
     )
 
 
-def _rule_reason(rule: Rule, wanted: bool) -> str:
-    verdict = f"intercepts: {rule.intercept_when}" if wanted else f"passes through: {rule.pass_when}"
-    return f"rule {rule.id} ran ({rule.runs_when}) and {verdict} [{rule.source}]"
+def _skipped_rules(ints: Intercepts, req: MsrAccess) -> list[Rule]:
+    return [r for r in ints.skipped if req.index in r.msrs and int(r.access) & int(req.access)]
 
 
-def _intercept_cause(ints: Intercepts, req: MsrAccess) -> str:
-    """Why the access exits, in a few words."""
-    if ints.bitmap is None:
-        return "no MSR bitmap"
+def _cause_text(ints: Intercepts, req: MsrAccess, emu: Why) -> str:
+    """Why the access exits, in a few words, then what KVM made of it."""
     setting = ints.setting(req.index, req.access)
-    if setting is not None:
-        if setting.filter_denied:
-            return "filter forces intercept"
-        return f"{setting.rule.id}: {setting.rule.intercept_when}"
-    for rule in ints.skipped:
-        if req.index in rule.msrs and rule.access & req.access:
-            return f"{rule.id} did not run (needs {rule.runs_when})"
-    if ints.bitmap.bit_position(req.index, req.access) is None:
-        return "outside the bitmap"
-    return "no passthrough rule"
+    if ints.bitmap is None:
+        why = "no MSR bitmap"
+    elif setting is not None:
+        why = ("filter forces intercept" if setting.filter_denied
+               else f"{setting.rule.id}: {setting.rule.intercept_when}")
+    elif skipped := _skipped_rules(ints, req):
+        why = f"{skipped[0].id} did not run (needs {skipped[0].runs_when})"
+    elif ints.bitmap.bit_position(req.index, req.access) is None:
+        why = "outside the bitmap"
+    else:
+        why = "no passthrough rule"
+    return f"{why} -> {render(emu)}"
 
 
-def _intercept_reason(scenario: Scenario, ints: Intercepts, req: MsrAccess, name: str) -> str:
+def _intercept_text(scenario: Scenario, ints: Intercepts, req: MsrAccess) -> str:
     if ints.bitmap is None:
         return f"{scenario.host.backend.value}: no MSR bitmap, every RDMSR/WRMSR traps to KVM"
     setting = ints.setting(req.index, req.access)
+    name = _msr_name(req.index)
     if setting is None:
-        skipped = [r.id for r in ints.skipped if req.index in r.msrs and r.access & req.access]
+        skipped = _skipped_rules(ints, req)
         if skipped:
-            conds = "; ".join(r.runs_when for r in ints.skipped if r.id in skipped)
-            return (f"intercepted: rule {', '.join(skipped)} did not run (needs: {conds}),"
-                    " so the bit stays set from vCPU creation")
+            conds = "; ".join(r.runs_when for r in skipped)
+            return (f"intercepted: rule {', '.join(r.id for r in skipped)} did not run"
+                    f" (needs: {conds}), so the bit stays set from vCPU creation")
         if ints.bitmap.bit_position(req.index, req.access) is None:
             return f"intercepted: {name} is outside the bitmap's ranges, so it always exits"
         return f"intercepted: no rule of {scenario.policy.name} passes {name} through"
     if setting.filter_denied:
         return (f"intercepted: rule {setting.rule.id} would pass it through, but the filter"
                 " denies this direction, so the bit stays set")
-    return _rule_reason(setting.rule, setting.wanted_intercept)
+    return render((_RULE_INTERCEPTS, (setting.rule,)))
 
 
-def _filter_reason(scenario: Scenario, req: MsrAccess, *, allowed: bool) -> str:
-    flt = scenario.filter
+def _filter_text(flt: MsrFilter, req: MsrAccess, allowed: bool) -> str:
     verb = "allows" if allowed else "denies"
     if 0x800 <= req.index <= 0x8FF:
         return "x2APIC MSRs cannot be filtered"
@@ -404,7 +459,9 @@ def explain_msr(scenario: Scenario, index: int,
     ints = intercepts if intercepts is not None else compute_intercepts(scenario)
     row = lookup(index)
     value = row.reset if row is not None and row.reset is not None else 0
+    read = MsrAccess(index, Access.R)
+    _check(read)
     return (
-        decide(scenario, MsrAccess(index=index, access=Access.R), ints),
-        decide(scenario, MsrAccess(index=index, access=Access.W, value=value), ints),
+        _decide(scenario, read, ints),
+        _decide(scenario, MsrAccess(index, Access.W, value), ints),
     )

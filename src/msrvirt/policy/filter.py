@@ -92,8 +92,9 @@ class MsrFilter:
         """Whether a guest ``access`` (R or W) to ``msr`` passes the filter (kvm_msr_allowed)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return True
+        direction = int(access)  # plain int: IntFlag arithmetic is slow on this hot path
         for rng in self.ranges:
-            if rng.nmsrs and rng.flags & access and rng.covers(msr):
+            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
                 return rng.allows_bit(msr)
         return self.default_allow
 
@@ -101,8 +102,9 @@ class MsrFilter:
         """Index (into ``ranges``) of the range that decides, or None (x2APIC or default)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return None
+        direction = int(access)
         for i, rng in enumerate(self.ranges):
-            if rng.nmsrs and rng.flags & access and rng.covers(msr):
+            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
                 return i
         return None
 

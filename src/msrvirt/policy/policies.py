@@ -10,7 +10,7 @@ Rules run in order; a later rule overrides an earlier one for the same bit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import HwCap
@@ -48,10 +48,11 @@ class Policy:
     kvm_lacks: frozenset[Feature]  # features this KVM version cannot offer guests
     description: str
     source: str
+    # Every MSR some rule of this policy can pass through (derived from ``rules``).
+    touched: frozenset[int] = field(init=False, compare=False, repr=False)
 
-    def touched(self) -> frozenset[int]:
-        """Every MSR some rule of this policy can pass through."""
-        return frozenset(m for r in self.rules for m in r.msrs)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "touched", frozenset(m for r in self.rules for m in r.msrs))
 
 
 def _always(_: Scenario) -> bool:

@@ -74,16 +74,16 @@ class Scenario:
     exits: ExitReason = NO_EXITS
     runtime: Runtime = field(default_factory=Runtime)
     guest_vendor: Vendor | None = None  # None: same as the host
+    # Derived in __post_init__ (read on every decision, so computed once):
+    # kvm_cpu_cap_has: the host's features minus what this KVM version lacks;
+    kvm_caps: frozenset[Feature] = field(init=False, compare=False, repr=False)
+    # guest_cpu_cap_has: the guest CPUID masked by KVM's caps.
+    guest_caps: frozenset[Feature] = field(init=False, compare=False, repr=False)
 
-    @property
-    def kvm_caps(self) -> frozenset[Feature]:
-        """What KVM supports (kvm_cpu_cap_has): the host's features minus what this KVM lacks."""
-        return self.host.features - self.policy.kvm_lacks
-
-    @property
-    def guest_caps(self) -> frozenset[Feature]:
-        """What the guest effectively has (guest_cpu_cap_has): its CPUID masked by KVM's caps."""
-        return self.guest & self.kvm_caps
+    def __post_init__(self) -> None:
+        kvm = self.host.features - self.policy.kvm_lacks
+        object.__setattr__(self, "kvm_caps", kvm)
+        object.__setattr__(self, "guest_caps", self.guest & kvm)
 
     @property
     def vendor(self) -> Vendor:
