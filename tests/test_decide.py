@@ -36,12 +36,12 @@ def deny(msr: int, access: Access, n: int = 1) -> MsrFilter:
 
 
 def rd(s: Scenario, msr: int, host_initiated: bool = False) -> Decision:
-    return decide(s, MsrAccess(index=msr, access=R,
+    return decide(s, MsrAccess(msr=msr, access=R,
                                initiator=Initiator.HOST if host_initiated else Initiator.GUEST))
 
 
 def wr(s: Scenario, msr: int, value: int, host_initiated: bool = False) -> Decision:
-    return decide(s, MsrAccess(index=msr, access=W, value=value,
+    return decide(s, MsrAccess(msr=msr, access=W, value=value,
                                initiator=Initiator.HOST if host_initiated else Initiator.GUEST))
 
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
     index = resolve_index(args.msr)
     req = MsrAccess(
-        index=index,
+        msr=index,
         access=Access.R if args.read else Access.W,
         value=0 if args.read else parse_value(args.write),
         initiator=Initiator.HOST if args.host_initiated else Initiator.GUEST,

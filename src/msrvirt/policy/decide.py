@@ -48,7 +48,7 @@ class MsrAccess(NamedTuple):
     A NamedTuple for the same reason as Decision; `decide` checks its fields.
     """
 
-    index: int
+    msr: int
     access: Access
     value: int = 0
     initiator: Initiator = Initiator.GUEST
@@ -59,8 +59,8 @@ def _check(req: MsrAccess) -> None:
         raise UsageError(f"an access must be a read or a write, not {req.access!r}")
     if not 0 <= req.value <= U64:
         raise UsageError(f"an MSR value must be a u64, not {req.value:#x}")
-    if not 0 <= req.index <= 0xFFFF_FFFF:
-        raise UsageError(f"an MSR index must be a u32, not {req.index:#x}")
+    if not 0 <= req.msr <= 0xFFFF_FFFF:
+        raise UsageError(f"an MSR index must be a u32, not {req.msr:#x}")
 
 
 # A reason, kept as a template (or a function) and its arguments and turned into text only
@@ -217,10 +217,10 @@ _UNKNOWN = "UNSUPPORTED: {0:#x} is not in msrvirt's table (assumed unknown to KV
 
 def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     """KVM's __kvm_get_msr / __kvm_set_msr for ``req`` (no filter, no bitmap)."""
-    row = lookup(req.index)
+    row = lookup(req.msr)
     if row is None:
         return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=False,
-                         why=(_UNKNOWN, (req.index,)))
+                         why=(_UNKNOWN, (req.msr,)))
     host = req.initiator is Initiator.HOST
     write = req.access is Access.W
     if row.handled_by is not None and scenario.host.backend not in row.handled_by:
@@ -235,7 +235,7 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
             continue
         if not gate.need.met(caps):
             return Emulation(ret=gate.error, value=None, exact=True,
-                             why=(_gate_text, (gate, caps,)))
+                             why=(_gate_text, (gate, caps)))
     emul = row.emul
     if emul is Emul.UNSUPPORTED:
         return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
@@ -280,7 +280,7 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
                          why=("emulated: KVM accepts and drops the write", ()))
     if row.write.check is Check.CANONICALIZE:
         return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact,
-                         why=(_canonicalized_text, (req.value, scenario.host.virt_addr_bits,)))
+                         why=(_canonicalized_text, (req.value, scenario.host.virt_addr_bits)))
     return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact, why=("emulated: stored", ()))
 
 
@@ -317,18 +317,18 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
     """decide() for a request already checked."""
     if req.initiator is Initiator.HOST:
         return _decide_host(scenario, req)
-    if not ints.intercepted(req.index, req.access):
+    if not ints.intercepted(req.msr, req.access):
         return _decide_passthrough(scenario, req, ints)
-    steps = [(_intercept_text, (scenario, ints, req,))]
+    steps: list[Why] = [(_intercept_text, (scenario, ints, req))]
     flt = scenario.filter
-    if not flt.allows(req.index, req.access):
-        steps.append((_filter_text, (flt, req, False,)))
+    if not flt.allows(req.msr, req.access):
+        steps.append((_filter_text, (flt, req, False)))
         return _fail(scenario, KvmRet.FILTERED, steps, exact=True, cause=steps[-1])
     if flt.ranges:
-        steps.append((_filter_text, (flt, req, True,)))
+        steps.append((_filter_text, (flt, req, True)))
     emu = emulate(scenario, req)
     steps.append(emu.why)
-    cause = (_cause_text, (ints, req, emu.why,))
+    cause = (_cause_text, (ints, req, emu.why))
     if emu.ret is KvmRet.OK:
         return Decision(outcome=Outcome.EMULATED, exit_reason=None, intercept=True,
                         kvm_ret=KvmRet.OK, value=emu.value, exact=emu.exact,
@@ -342,10 +342,10 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
 
 
 def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
-    rule = ints.settings[(req.index, req.access)][0]  # only a rule clears a bit
-    row = lookup(req.index)
+    rule = ints.settings[(req.msr, req.access)][0]  # only a rule clears a bit
+    row = lookup(req.msr)
     verb = "WRMSR" if req.access is Access.W else "RDMSR"
-    steps: tuple[Why, ...] = ((_RULE_PASSES, (rule,)), (_BIT_CLEAR, (verb, req.index)))
+    steps: tuple[Why, ...] = ((_RULE_PASSES, (rule,)), (_BIT_CLEAR, (verb, req.msr)))
     if req.access is Access.W and row is not None:
         problem = value_problem(row, req.value, scenario, hardware=True)
         if problem is not None:
@@ -375,11 +375,12 @@ def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, exact: bool,
 
 def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
     verb = "KVM_SET_MSRS" if req.access is Access.W else "KVM_GET_MSRS"
-    steps = [("host-initiated {0}: no bitmap, the userspace filter does not apply", (verb,))]
+    steps: list[Why] = [("host-initiated {0}: no bitmap, the userspace filter does not apply",
+                         (verb,))]
     emu = emulate(scenario, req)
     steps.append(emu.why)
     ret, value, cause = emu.ret, emu.value, emu.why
-    if ret is KvmRet.UNSUPPORTED and advertised(scenario, req.index):
+    if ret is KvmRet.UNSUPPORTED and advertised(scenario, req.msr):
         if req.access is Access.R or req.value == 0:
             steps.append(("UNSUPPORTED but in KVM_GET_MSR_INDEX_LIST: a host read returns 0"
                               " and a host write of 0 succeeds", ()))
@@ -394,18 +395,18 @@ def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
                       else "{0} stops at this entry (0 processed)", (verb,)))
     return Decision(
         outcome=Outcome.EMULATED if ok else Outcome.REJECTED, exit_reason=None, intercept=True,
-        kvm_ret=ret, value=value, exact=emu.exact and lookup(req.index) is not None,
+        kvm_ret=ret, value=value, exact=emu.exact and lookup(req.msr) is not None,
         steps=tuple(steps), cause=cause,
     )
 
 
 def _skipped_rules(ints: Intercepts, req: MsrAccess) -> list[Rule]:
-    return [r for r in ints.skipped if req.index in r.msrs and int(r.access) & int(req.access)]
+    return [r for r in ints.skipped if req.msr in r.msrs and int(r.access) & int(req.access)]
 
 
 def _cause_text(ints: Intercepts, req: MsrAccess, emu: Why) -> str:
     """Why the access exits, in a few words, then what KVM made of it."""
-    setting = ints.setting(req.index, req.access)
+    setting = ints.setting(req.msr, req.access)
     if ints.bitmap is None:
         why = "no MSR bitmap"
     elif setting is not None:
@@ -413,7 +414,7 @@ def _cause_text(ints: Intercepts, req: MsrAccess, emu: Why) -> str:
                else f"{setting.rule.id}: {setting.rule.intercept_when}")
     elif skipped := _skipped_rules(ints, req):
         why = f"{skipped[0].id} did not run (needs {skipped[0].runs_when})"
-    elif ints.bitmap.bit_position(req.index, req.access) is None:
+    elif ints.bitmap.bit_position(req.msr, req.access) is None:
         why = "outside the bitmap"
     else:
         why = "no passthrough rule"
@@ -423,15 +424,15 @@ def _cause_text(ints: Intercepts, req: MsrAccess, emu: Why) -> str:
 def _intercept_text(scenario: Scenario, ints: Intercepts, req: MsrAccess) -> str:
     if ints.bitmap is None:
         return f"{scenario.host.backend.value}: no MSR bitmap, every RDMSR/WRMSR traps to KVM"
-    setting = ints.setting(req.index, req.access)
-    name = _msr_name(req.index)
+    setting = ints.setting(req.msr, req.access)
+    name = _msr_name(req.msr)
     if setting is None:
         skipped = _skipped_rules(ints, req)
         if skipped:
             conds = "; ".join(r.runs_when for r in skipped)
             return (f"intercepted: rule {', '.join(r.id for r in skipped)} did not run"
                     f" (needs: {conds}), so the bit stays set from vCPU creation")
-        if ints.bitmap.bit_position(req.index, req.access) is None:
+        if ints.bitmap.bit_position(req.msr, req.access) is None:
             return f"intercepted: {name} is outside the bitmap's ranges, so it always exits"
         return f"intercepted: no rule of {scenario.policy.name} passes {name} through"
     if setting.filter_denied:
@@ -442,14 +443,14 @@ def _intercept_text(scenario: Scenario, ints: Intercepts, req: MsrAccess) -> str
 
 def _filter_text(flt: MsrFilter, req: MsrAccess, allowed: bool) -> str:
     verb = "allows" if allowed else "denies"
-    if 0x800 <= req.index <= 0x8FF:
+    if 0x800 <= req.msr <= 0x8FF:
         return "x2APIC MSRs cannot be filtered"
-    i = flt.deciding_range(req.index, req.access)
+    i = flt.deciding_range(req.msr, req.access)
     if i is None:
         return f"the filter {verb} it by default (no range covers it for {req.access.label})"
     rng = flt.ranges[i]
     return (f"filter range {i} (base {rng.base:#x}, {rng.nmsrs} MSRs) {verb} the"
-            f" {req.access.label}: bit {req.index - rng.base} is {int(allowed)}")
+            f" {req.access.label}: bit {req.msr - rng.base} is {int(allowed)}")
 
 
 def explain_msr(scenario: Scenario, index: int,
