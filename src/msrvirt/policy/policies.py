@@ -175,8 +175,7 @@ VMX_UPSTREAM: tuple[Rule, ...] = (
           source=f"{_VMX} rule 13", rationale="CET control MSRs are context switched"),
 )
 
-_SEED = ("seed: [PATCH v9 08/22] KVM: VMX: Set FRED MSR intercepts;"
-         " kvm-msr-facts.md section 3 rule 14")
+_SEED = "seed patch v9 08/22 (kvm-msr-facts.md section 3 rule 14)"
 
 FRED_V9_RULE = _rule(
     "v9-14", FRED_ALL, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",

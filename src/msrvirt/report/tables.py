@@ -26,7 +26,8 @@ _STYLE = {
 def console() -> Console:
     # Off a terminal (pipes, CI logs) rich assumes 80 columns; tables here need more.
     probe = Console()
-    return Console(highlight=False, width=None if probe.is_terminal else 160)
+    # markup=False: reasons contain [brackets] (sources) that are text, not rich markup.
+    return Console(highlight=False, markup=False, width=None if probe.is_terminal else 160)
 
 
 def outcome_text(d: Decision) -> Text:
