@@ -189,3 +189,22 @@ def test_fred_v9_differs_from_upstream_exactly_in_the_fred_msrs(s: Scenario) -> 
     assert changed == expected
     for row in up.diff(v9):  # v9 only ever removes intercepts
         assert row.before_intercept and not row.after_intercept
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_rule_msr_lies_inside_its_backends_bitmap(name: str) -> None:
+    from msrvirt.policy.bitmap import SvmMsrpm, VmxMsrBitmap
+
+    pol = POLICIES[name]
+    pages = {Backend.VMX: VmxMsrBitmap, Backend.SVM: SvmMsrpm}
+    for backend in pol.backends & set(pages):
+        for rule in pol.rules:
+            for msr in rule.msrs:
+                assert pages[backend].bit_position(msr, R) is not None, (rule.id, hex(msr))
+
+
+@given(scenarios(vmx_policies))
+def test_the_clear_set_is_the_pages_clear_bits(s: Scenario) -> None:
+    ints = compute_intercepts(s)
+    assert ints.bitmap is not None
+    assert sorted(ints.clear) == ints.bitmap.passthrough()

@@ -219,13 +219,13 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     """KVM's __kvm_get_msr / __kvm_set_msr for ``req`` (no filter, no bitmap)."""
     row = lookup(req.msr)
     if row is None:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=False,
-                         why=(_UNKNOWN, (req.msr,)))
+        return Emulation(KvmRet.UNSUPPORTED, None, False,
+                         (_UNKNOWN, (req.msr,)))
     host = req.initiator is Initiator.HOST
     write = req.access is Access.W
     if row.handled_by is not None and scenario.host.backend not in row.handled_by:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         why=(_owners_text, (row,)))
+        return Emulation(KvmRet.UNSUPPORTED, None, True,
+                         (_owners_text, (row,)))
     caps = scenario.guest_caps
     direction = int(req.access)
     for gate in row.gates:
@@ -234,54 +234,54 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
         if gate.pv and not scenario.runtime.enforce_pv_cpuid:
             continue
         if not gate.need.met(caps):
-            return Emulation(ret=gate.error, value=None, exact=True,
-                             why=(_gate_text, (gate, caps)))
+            return Emulation(gate.error, None, True,
+                             (_gate_text, (gate, caps)))
     emul = row.emul
     if emul is Emul.UNSUPPORTED:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         why=("UNSUPPORTED: KVM does not emulate {0}", (row.name,)))
+        return Emulation(KvmRet.UNSUPPORTED, None, True,
+                         ("UNSUPPORTED: KVM does not emulate {0}", (row.name,)))
     if emul is Emul.X2APIC:
         if not scenario.runtime.x2apic_mode:
-            return Emulation(ret=KvmRet.ERR, value=None, exact=True, why=(
+            return Emulation(KvmRet.ERR, None, True, (
                 "ERR: APIC not in x2APIC mode (kvm_x2apic_msr_read/write return 1)", ()))
         if write and req.value >> 32 and row.index != 0x830:
-            return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                             why=("ERR: x2APIC register write with bits 63:32 set", ()))
-        return Emulation(ret=KvmRet.OK, value=None, exact=False,
-                         why=("emulated by the in-kernel x2APIC", ()))
+            return Emulation(KvmRet.ERR, None, True,
+                             ("ERR: x2APIC register write with bits 63:32 set", ()))
+        return Emulation(KvmRet.OK, None, False,
+                         ("emulated by the in-kernel x2APIC", ()))
     if not write:
         if emul is Emul.COMMAND:
-            return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True, why=(
+            return Emulation(KvmRet.UNSUPPORTED, None, True, (
                 "UNSUPPORTED: write-only command MSR, KVM has no read handler", ()))
         if emul is Emul.HOST_ONLY and not host:
-            return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                             why=("ERR: host-only MSR, a guest access fails", ()))
+            return Emulation(KvmRet.ERR, None, True,
+                             ("ERR: host-only MSR, a guest access fails", ()))
         value = 0 if emul in (Emul.READ_ZERO, Emul.IGNORED) else row.reset
-        return Emulation(ret=KvmRet.OK, value=value, exact=True,
-                         why=("emulated: {0} value", (emul.value,)))
+        return Emulation(KvmRet.OK, value, True,
+                         ("emulated: {0} value", (emul.value,)))
     if emul is Emul.READ_ZERO:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         why=("UNSUPPORTED: KVM reads it as 0 but has no write handler", ()))
+        return Emulation(KvmRet.UNSUPPORTED, None, True,
+                         ("UNSUPPORTED: KVM reads it as 0 but has no write handler", ()))
     if emul is Emul.READ_ONLY:
-        return Emulation(ret=KvmRet.ERR, value=None, exact=row.write.exact,
-                         why=("ERR: read-only MSR", ()))
+        return Emulation(KvmRet.ERR, None, row.write.exact,
+                         ("ERR: read-only MSR", ()))
     if emul is Emul.HOST_WRITE and not host:
-        return Emulation(ret=KvmRet.UNSUPPORTED, value=None, exact=True,
-                         why=("UNSUPPORTED: only userspace may write it", ()))
+        return Emulation(KvmRet.UNSUPPORTED, None, True,
+                         ("UNSUPPORTED: only userspace may write it", ()))
     if emul is Emul.HOST_ONLY and not host:
-        return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                         why=("ERR: host-only MSR, a guest write fails", ()))
+        return Emulation(KvmRet.ERR, None, True,
+                         ("ERR: host-only MSR, a guest write fails", ()))
     problem = value_problem(row, req.value, scenario, hardware=False)
     if problem is not None:
-        return Emulation(ret=KvmRet.ERR, value=None, exact=True,
-                         why=("ERR: invalid value, {0}", (problem,)))
+        return Emulation(KvmRet.ERR, None, True,
+                         ("ERR: invalid value, {0}", (problem,)))
     if emul is Emul.IGNORED:
-        return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact,
-                         why=("emulated: KVM accepts and drops the write", ()))
+        return Emulation(KvmRet.OK, None, row.write.exact,
+                         ("emulated: KVM accepts and drops the write", ()))
     if row.write.check is Check.CANONICALIZE:
-        return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact,
-                         why=(_canonicalized_text, (req.value, scenario.host.virt_addr_bits)))
-    return Emulation(ret=KvmRet.OK, value=None, exact=row.write.exact, why=("emulated: stored", ()))
+        return Emulation(KvmRet.OK, None, row.write.exact,
+                         (_canonicalized_text, (req.value, scenario.host.virt_addr_bits)))
+    return Emulation(KvmRet.OK, None, row.write.exact, ("emulated: stored", ()))
 
 
 def advertised(scenario: Scenario, index: int) -> bool:
@@ -330,14 +330,11 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
     steps.append(emu.why)
     cause = (_cause_text, (ints, req, emu.why))
     if emu.ret is KvmRet.OK:
-        return Decision(outcome=Outcome.EMULATED, exit_reason=None, intercept=True,
-                        kvm_ret=KvmRet.OK, value=emu.value, exact=emu.exact,
-                        steps=tuple(steps), cause=cause)
+        return Decision(Outcome.EMULATED, None, True, KvmRet.OK, emu.value, emu.exact, tuple(steps), cause)
     if emu.ret is KvmRet.UNSUPPORTED and scenario.host.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: the access is ignored (reads return 0)", ()))
-        return Decision(outcome=Outcome.EMULATED, exit_reason=None, intercept=True,
-                        kvm_ret=KvmRet.OK, value=0 if req.access is Access.R else None,
-                        exact=emu.exact, steps=tuple(steps), cause=steps[-1])
+        return Decision(Outcome.EMULATED, None, True, KvmRet.OK,
+                        0 if req.access is Access.R else None, emu.exact, tuple(steps), steps[-1])
     return _fail(scenario, emu.ret, steps, exact=emu.exact, cause=cause)
 
 
@@ -349,14 +346,11 @@ def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts) ->
     if req.access is Access.W and row is not None:
         problem = value_problem(row, req.value, scenario, hardware=True)
         if problem is not None:
-            return Decision(
-                outcome=Outcome.GP, exit_reason=None, intercept=False, kvm_ret=None, value=None,
-                exact=row.write.exact,
-                steps=(*steps, ("the CPU refuses the value ({0}): hardware #GP", (problem,))),
-                cause=("hardware #GP: {0}", (problem,)))
-    return Decision(outcome=Outcome.PASSTHROUGH, exit_reason=None, intercept=False,
-                    kvm_ret=None, value=None, exact=row is not None and row.write.exact,
-                    steps=steps, cause=("{0.id}: {0.pass_when}", (rule,)))
+            refused: Why = ("the CPU refuses the value ({0}): hardware #GP", (problem,))
+            return Decision(Outcome.GP, None, False, None, None, row.write.exact,
+                            (*steps, refused), ("hardware #GP: {0}", (problem,)))
+    return Decision(Outcome.PASSTHROUGH, None, False, None, None,
+                    row is not None and row.write.exact, steps, ("{0.id}: {0.pass_when}", (rule,)))
 
 
 def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, exact: bool,
@@ -369,8 +363,7 @@ def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, exact: bool,
     else:
         steps.append(("exit reason {0} is not enabled: KVM injects #GP(0)", (reason.name,)))
         outcome = Outcome.GP
-    return Decision(outcome=outcome, exit_reason=reason, intercept=True, kvm_ret=ret,
-                    value=None, exact=exact, steps=tuple(steps), cause=cause)
+    return Decision(outcome, reason, True, ret, None, exact, tuple(steps), cause)
 
 
 def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
@@ -393,11 +386,8 @@ def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
     ok = ret is KvmRet.OK
     steps.append(("{0} processes the entry" if ok
                       else "{0} stops at this entry (0 processed)", (verb,)))
-    return Decision(
-        outcome=Outcome.EMULATED if ok else Outcome.REJECTED, exit_reason=None, intercept=True,
-        kvm_ret=ret, value=value, exact=emu.exact and lookup(req.msr) is not None,
-        steps=tuple(steps), cause=cause,
-    )
+    return Decision(Outcome.EMULATED if ok else Outcome.REJECTED, None, True, ret, value,
+                    emu.exact and lookup(req.msr) is not None, tuple(steps), cause)
 
 
 def _skipped_rules(ints: Intercepts, req: MsrAccess) -> list[Rule]:

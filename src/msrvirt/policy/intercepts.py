@@ -40,12 +40,13 @@ class Intercepts:
     # tuples because a recomputation makes dozens of them.
     settings: dict[tuple[int, Access], tuple[Rule, bool, bool]]
     skipped: tuple[Rule, ...]  # rules whose condition did not hold
+    # The (msr, direction) pairs whose bit is clear: the page's clear bits as a set, so the
+    # per-access test is one hash lookup (tests check it against the page).
+    clear: frozenset[tuple[int, Access]]
 
     def intercepted(self, msr: int, access: Access) -> bool:
         """Whether a guest access (R or W) exits."""
-        if self.bitmap is None:
-            return True
-        return self.bitmap.intercepted(msr, access)
+        return (msr, access) not in self.clear
 
     def setting(self, msr: int, access: Access) -> Setting | None:
         """The last rule that set (msr, access), or None if no rule touched it."""
@@ -92,4 +93,8 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
         bitmap = SvmMsrpm.from_changes(changes)
     else:
         bitmap = None
-    return Intercepts(bitmap=bitmap, settings=settings, skipped=tuple(skipped))
+    # Every rule MSR lies inside its backend's bitmap ranges (tests/test_policies.py checks
+    # it), so a pair no rule intercepts is exactly a clear bit.
+    clear: frozenset[tuple[int, Access]] = frozenset() if bitmap is None else frozenset(
+        (msr, d) for msr, d, intercept in changes if not intercept)
+    return Intercepts(bitmap=bitmap, settings=settings, skipped=tuple(skipped), clear=clear)
