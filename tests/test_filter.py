@@ -192,7 +192,7 @@ def test_file_form_with_a_bitmap() -> None:
     ({"ranges": [{"flags": ["read"], "base": 0, "nmsrs": 16, "bitmap": "ff"}]},
      "bitmap must cover nmsrs=16 (2 bytes), not 1 bytes"),
     ({"ranges": [{"flags": ["read"], "base": "zero", "nmsrs": 1, "deny": []}]},
-     "range 0 base must be an integer or hex string, not 'zero'"),
+     "range 0 base must be an integer, hex string or MSR name, not 'zero'"),
     ({"rangez": []}, "filter keys must be among"),
     ([], "a filter must be an object, not list"),
 ])

@@ -25,7 +25,7 @@ from msrvirt.arch.kvm import (
     Access,
 )
 from msrvirt.arch.msrs import resolve_index
-from msrvirt.errors import FilterError, UsageError
+from msrvirt.errors import FilterError, UnknownNameError, UsageError
 
 X2APIC_FIRST = 0x800
 X2APIC_LAST = 0x8FF
@@ -275,7 +275,15 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
         if key not in obj:
             raise UsageError(f"{where} must have {key!r}")
     flags = _range_flags(obj["flags"], where)
-    base = _int(obj["base"], f"{where} base")
+    raw_base = obj["base"]
+    if isinstance(raw_base, str):
+        try:
+            base = resolve_index(raw_base)
+        except UnknownNameError:
+            raise UsageError(f"{where} base must be an integer, hex string or MSR name,"
+                             f" not {raw_base!r}") from None
+    else:
+        base = _int(raw_base, f"{where} base")
     nmsrs = _int(obj["nmsrs"], f"{where} nmsrs")
     if not 0 <= base <= U32:
         raise UsageError(f"{where} base must be a u32, not {base:#x}")
