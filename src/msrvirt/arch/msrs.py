@@ -15,6 +15,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypedDict
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import Access, Backend, KvmRet
@@ -155,7 +156,14 @@ _ARCH = "fred-arch-facts.md"
 _COMMON = "kvm-svm-common-pvm-facts.md"
 
 
-def _vmcs(name: str) -> dict[str, VmcsField | None]:
+class _VmcsKw(TypedDict):
+    """The two VMCS keyword arguments of `Msr`, typed so ``**_vmcs(name)`` type-checks."""
+
+    vmcs_guest: VmcsField | None
+    vmcs_host: VmcsField | None
+
+
+def _vmcs(name: str) -> _VmcsKw:
     return {"vmcs_guest": GUEST_FIELDS.get(name), "vmcs_host": HOST_FIELDS.get(name)}
 
 
@@ -448,7 +456,7 @@ def lookup(index: int) -> Msr | None:
 
 
 def resolve_index(text: str | int) -> int:
-    """Turn ``0x1cc``, ``460``, ``IA32_FRED_RSP0``, ``fred_rsp0`` or ``MSR_IA32_FRED_RSP0`` into 0x1cc.
+    """Turn ``0x1cc``, ``460``, ``IA32_FRED_RSP0``, ``fred_rsp0`` or ``MSR_IA32_FRED_RSP0`` to 460.
 
     A number is accepted whether or not the table has a row for it (an unknown MSR);
     a name must be in the table.  Raises UnknownNameError otherwise.
