@@ -9,11 +9,11 @@ import os
 
 import pytest
 
-from msrvirt.arch.kvm import ExitReason
+from msrvirt.arch.kvm import KVM_MAX_MSR_ENTRIES, ExitReason
 from msrvirt.errors import UsageError
 from msrvirt.live.errors import KvmError
 from msrvirt.live.exits import Hlt, Io, IoDirection
-from msrvirt.live.kvm import MAX_MSR_ENTRIES, CpuidEntry, Kvm, MsrEntry
+from msrvirt.live.kvm import CpuidEntry, Kvm, MsrEntry
 from msrvirt.live.uapi import Cap
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
 
@@ -73,7 +73,7 @@ def test_closing_a_parent_closes_its_children_first() -> None:
     assert open_fds() == before + 4  # kvm, vm, vcpu, and mmap's dup of the vcpu fd
     kvm.close()
     assert (kvm.closed, vm.closed, vcpu.closed) == (True, True, True)
-    assert vm.memory == [] and open_fds() == before
+    assert vm.memory == () and open_fds() == before
     kvm.close()  # twice is harmless
 
 
@@ -166,7 +166,7 @@ def test_host_msr_access_returns_the_processed_count_even_when_zero(kvm: Kvm) ->
 def test_more_than_255_host_msr_entries_is_e2big(kvm: Kvm) -> None:
     with kvm.create_vm() as vm, vm.create_vcpu() as vcpu:
         with pytest.raises(KvmError) as caught:
-            vcpu.get_msrs([0x10] * (MAX_MSR_ENTRIES + 1))
+            vcpu.get_msrs([0x10] * (KVM_MAX_MSR_ENTRIES + 1))
         assert (caught.value.op, caught.value.errno) == ("KVM_GET_MSRS", errno.E2BIG)
 
 

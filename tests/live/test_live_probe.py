@@ -254,6 +254,8 @@ def test_a_timeout_in_the_answer_callback_stops_the_next_kvm_run(
         with pytest.raises(GuestTimeout):
             probe.run([read(NONEXISTENT_MSR)] * 100, answer=slow, time_limit_s=0.3)
         assert time.monotonic() - started < 0.8
+        assert [o.result for o in probe.run([read(TSC), read(NONEXISTENT_MSR)])] == [
+            Result.OK, Result.GP]
 
 
 
@@ -264,3 +266,17 @@ def test_a_gp_not_raised_by_the_probe_msr_instructions_is_a_guest_fault(
         with pytest.raises(GuestFault) as caught:
             probe.run([read(TSC)])
     assert (caught.value.vector, caught.value.ip) == (13, CODE_ADDR + 2)
+
+
+def test_a_run_that_raised_mid_exit_leaves_the_probe_usable(kvm: Kvm, no_fred: tuple) -> None:
+    def refuse(exit_: MsrExit) -> MsrAnswer:
+        raise RuntimeError("the scenario has no answer")
+
+    with Probe.create(kvm, cpuid=no_fred, exits=ExitReason.UNKNOWN) as probe:
+        with pytest.raises(RuntimeError):
+            probe.run([read(NONEXISTENT_MSR)], answer=refuse)
+        # KVM finishes the half-done RDMSR before the new run sets the registers.
+        obs = probe.run([write(0x3B, 5), read(0x3B), read(NONEXISTENT_MSR)])
+        assert [(o.result, o.value) for o in obs] == [
+            (Result.OK, None), (Result.OK, 5), (Result.GP, None)]
+        assert probe.vcpu.runs == 1 + 1 + 1

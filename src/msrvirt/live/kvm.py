@@ -68,9 +68,6 @@ from msrvirt.policy.filter import MsrFilter, bitmap_size_bytes
 
 DEV_KVM = "/dev/kvm"
 
-# KVM_GET_MSRS / KVM_SET_MSRS refuse more entries than this with E2BIG (msrs.c).
-MAX_MSR_ENTRIES = 255
-
 def ioctl(fd: int, request: Ioctl, arg: int | ctypes.Structure | ctypes.Array[Any] = 0) -> int:
     """Make one ioctl; return its non-negative result or raise KvmError(request name, errno).
 
@@ -334,7 +331,12 @@ class Vm(_Handle):
         _check_token(token, "Vm", "Kvm.create_vm()")
         super().__init__(fd)
         self.kvm = kvm
-        self.memory: list[GuestMemory] = []
+        self._memory: list[GuestMemory] = []
+
+    @property
+    def memory(self) -> tuple[GuestMemory, ...]:
+        """The memory slots added so far, in slot order."""
+        return tuple(self._memory)
 
     def check_extension(self, cap: Cap | int) -> int:
         """KVM_CHECK_EXTENSION on the VM fd where KVM_CAP_CHECK_EXTENSION_VM allows, else system."""
@@ -349,7 +351,7 @@ class Vm(_Handle):
                 f"guest memory must be whole pages ({mmap.PAGESIZE} bytes), not"
                 f" {size:#x} bytes at {guest_phys_addr:#x}"
             )
-        mem = GuestMemory(_CREATE, len(self.memory), guest_phys_addr, size)
+        mem = GuestMemory(_CREATE, len(self._memory), guest_phys_addr, size)
         region = KvmUserspaceMemoryRegion(
             slot=mem.slot, flags=0, guest_phys_addr=guest_phys_addr, memory_size=size,
             userspace_addr=mem.userspace_addr,
@@ -359,7 +361,7 @@ class Vm(_Handle):
         except KvmError:
             mem.close()
             raise
-        self.memory.append(mem)
+        self._memory.append(mem)
         return mem
 
     def enable_cap(self, cap: Cap | int, *args: int, flags: int = 0) -> None:
@@ -414,12 +416,14 @@ class Vm(_Handle):
 
     def _release(self) -> None:
         # Nothing runs once the vCPUs are closed, so the memory can go before the VM's fd.
-        memory, self.memory = self.memory, []
+        memory, self._memory = self._memory, []
         for mem in memory:
             mem.close()
 
 
 _REASONS = {value: ExitReason(value) for value in range(EXIT_REASON_VALID_MASK + 1)}
+_NEEDS_COMPLETION = frozenset({ExitKind.IO, ExitKind.MMIO, ExitKind.X86_RDMSR,
+                               ExitKind.X86_WRMSR})
 _HLT = Hlt()
 _SHUTDOWN = Shutdown()
 _MSR_AT = KVM_RUN_EXIT_OFFSET
@@ -441,6 +445,8 @@ class Vcpu(_Handle):
         self.vcpu_id = vcpu_id
         self.runs = 0  # KVM_RUN calls that returned an exit
         self._limit: TimeLimit | None = None
+        # The last exit needs KVM_RUN to complete it (userspace I/O, MMIO or MSR exit).
+        self._pending = False
         # Views into the mapping, made once: decoding an exit then reads fields directly.
         # They are made from the address, not from_buffer: a buffer export would stop the
         # mapping from closing while any frame (say, a traceback's) still held a view.
@@ -486,11 +492,32 @@ class Vcpu(_Handle):
         self.runs += 1
         return self._decode()
 
+    def complete_pending(self) -> None:
+        """Let KVM finish the last exit without entering the guest (KVM_RUN, immediate_exit).
+
+        After an I/O, MMIO or MSR exit, the instruction completes only on the next
+        KVM_RUN; until then KVM_SET_REGS would be undone by that completion
+        (api.rst, "immediate_exit").  Does nothing when no exit is pending.
+        """
+        run = self._run
+        if not self._pending or run is None:
+            return
+        run.immediate_exit = 1
+        try:
+            fcntl.ioctl(self._fd, Ioctl.KVM_RUN, 0)
+        except OSError as err:
+            if err.errno != errno.EINTR:
+                raise KvmError(Ioctl.KVM_RUN.name, err.errno or errno.EIO) from None
+        finally:
+            run.immediate_exit = 0
+        self._pending = False
+
     def _decode(self) -> Exit:
         run = self._run
         if run is None:
             raise KvmError(Ioctl.KVM_RUN.name, errno.EBADF, "the vCPU is closed")
         kind = run.exit_reason
+        self._pending = kind in _NEEDS_COMPLETION
         if kind == ExitKind.X86_RDMSR or kind == ExitKind.X86_WRMSR:
             msr = self._msr
             assert msr is not None  # the views live exactly as long as self._run

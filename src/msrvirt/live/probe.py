@@ -305,6 +305,8 @@ class Probe:
         way than its final HLT raises GuestFault or UnexpectedExit.
         """
         out: list[Observation] = []
+        # An earlier run that raised may have left an exit half done: finish it first.
+        self.vcpu.complete_pending()
         with self.vcpu.time_limit(time_limit_s):
             for start, batch in _batches(ops):
                 if batch[0].actor is Actor.HOST:
@@ -349,8 +351,9 @@ class Probe:
                 current = batch[cursor - 1] if cursor else None
                 wanted = X86Rdmsr if current is not None and current.access is Access.R \
                     else X86Wrmsr
-                if current is None or current.index != exit_.index \
-                        or not isinstance(exit_, wanted):
+                if current is None:
+                    raise UnexpectedExit(exit_, "the guest made it before running any op")
+                if current.index != exit_.index or not isinstance(exit_, wanted):
                     raise UnexpectedExit(exit_, f"op #{start + cursor - 1} is {current}")
                 reply = answer(exit_)
                 vcpu.answer_msr(reply)
