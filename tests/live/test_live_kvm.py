@@ -6,15 +6,27 @@ import errno
 import fcntl
 import gc
 import os
+import struct
 
 import pytest
 
 from msrvirt.arch.kvm import KVM_MAX_MSR_ENTRIES, ExitReason
 from msrvirt.errors import UsageError
 from msrvirt.live.errors import KvmError
-from msrvirt.live.exits import Hlt, Io, IoDirection
-from msrvirt.live.kvm import CpuidEntry, Kvm, MsrEntry
-from msrvirt.live.uapi import Cap
+from msrvirt.live.exits import (
+    FailEntry,
+    Hlt,
+    InternalError,
+    InternalSuberror,
+    Io,
+    IoDirection,
+    Mmio,
+    Shutdown,
+    SystemEvent,
+    Unknown,
+)
+from msrvirt.live.kvm import CpuidEntry, Kvm, MsrEntry, Vcpu
+from msrvirt.live.uapi import KVM_RUN_EXIT_OFFSET, Cap
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
 
 pytestmark = pytest.mark.kvm
@@ -255,3 +267,40 @@ def test_run_on_a_closed_vcpu_is_ebadf(kvm: Kvm) -> None:
 def test_cpuid_entries_are_plain_values() -> None:
     entry = CpuidEntry(function=7, index=1, eax=1 << 17)
     assert entry.key == (7, 1) and entry.regs == (1 << 17, 0, 0, 0)
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (b"\xb8\x00\x20\x8e\xd8\xb0\x2a\xa2\x00\x00",  # mov ax,0x2000; mov ds,ax; mov al,42; mov [0],al
+     Mmio(phys_addr=0x20000, length=1, direction=IoDirection.OUT, data=b"\x2a")),
+    (b"\xb8\x00\x20\x8e\xd8\xa0\x00\x00",  # mov ax,0x2000; mov ds,ax; mov al,[0]
+     Mmio(phys_addr=0x20000, length=1, direction=IoDirection.IN, data=b"\x00")),
+], ids=["a store outside every slot is an Mmio write", "a load there is an Mmio read"])
+def test_an_access_outside_memory_is_an_mmio_exit(
+        kvm: Kvm, code: bytes, expected: Mmio) -> None:
+    vm, vcpu = _real_mode_vcpu(kvm, code)
+    with vm:
+        assert vcpu.run() == expected
+
+
+def _fake_exit(vcpu: Vcpu, kind: int, union: bytes) -> None:
+    """Write an exit into the mapped kvm_run as KVM would: kinds no guest portably causes."""
+    data = vcpu._map  # the shared kvm_run page: userspace may write it
+    struct.pack_into("<I", data, 8, kind)
+    data[KVM_RUN_EXIT_OFFSET: KVM_RUN_EXIT_OFFSET + len(union)] = union
+
+
+@pytest.mark.parametrize(("kind", "union", "expected"), [
+    (17, struct.pack("<II3Q", 1, 3, 1, 0xF00F, 7),
+     InternalError(suberror=InternalSuberror.EMULATION, data=(1, 0xF00F, 7))),
+    (17, struct.pack("<II", 99, 0), InternalError(suberror=99, data=())),
+    (9, struct.pack("<QI", 0x21, 1), FailEntry(hardware_entry_failure_reason=0x21, cpu=1)),
+    (24, struct.pack("<II2Q", 1, 2, 5, 6), SystemEvent(type=1, data=(5, 6))),
+    (8, b"", Shutdown()),
+    (37, b"", Unknown(exit_reason=37)),
+], ids=["an emulation failure", "an internal error with a new suberror",
+        "a failed entry", "a system event", "a shutdown", "an undecoded kind (NOTIFY)"])
+def test_every_exit_kind_decodes_to_its_typed_value(
+        kvm: Kvm, kind: int, union: bytes, expected: object) -> None:
+    with kvm.create_vm() as vm, vm.create_vcpu() as vcpu:
+        _fake_exit(vcpu, kind, union)
+        assert vcpu._decode() == expected

@@ -68,6 +68,7 @@ from msrvirt.policy.filter import MsrFilter, bitmap_size_bytes
 
 DEV_KVM = "/dev/kvm"
 
+
 def ioctl(fd: int, request: Ioctl, arg: int | ctypes.Structure | ctypes.Array[Any] = 0) -> int:
     """Make one ioctl; return its non-negative result or raise KvmError(request name, errno).
 
@@ -426,7 +427,7 @@ _NEEDS_COMPLETION = frozenset({ExitKind.IO, ExitKind.MMIO, ExitKind.X86_RDMSR,
                                ExitKind.X86_WRMSR})
 _HLT = Hlt()
 _SHUTDOWN = Shutdown()
-_MSR_AT = KVM_RUN_EXIT_OFFSET
+_EXIT_AT = KVM_RUN_EXIT_OFFSET
 
 
 class Vcpu(_Handle):
@@ -453,12 +454,12 @@ class Vcpu(_Handle):
         # _release drops them before unmapping; every use checks self._run first.
         base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
         self._run: KvmRun | None = KvmRun.from_address(base)
-        self._msr: ExitMsr | None = ExitMsr.from_address(base + _MSR_AT)
-        self._io: ExitIo | None = ExitIo.from_address(base + _MSR_AT)
-        self._mmio: ExitMmio | None = ExitMmio.from_address(base + _MSR_AT)
-        self._internal: ExitInternal | None = ExitInternal.from_address(base + _MSR_AT)
-        self._fail: ExitFailEntry | None = ExitFailEntry.from_address(base + _MSR_AT)
-        self._event: ExitSystemEvent | None = ExitSystemEvent.from_address(base + _MSR_AT)
+        self._msr: ExitMsr | None = ExitMsr.from_address(base + _EXIT_AT)
+        self._io: ExitIo | None = ExitIo.from_address(base + _EXIT_AT)
+        self._mmio: ExitMmio | None = ExitMmio.from_address(base + _EXIT_AT)
+        self._internal: ExitInternal | None = ExitInternal.from_address(base + _EXIT_AT)
+        self._fail: ExitFailEntry | None = ExitFailEntry.from_address(base + _EXIT_AT)
+        self._event: ExitSystemEvent | None = ExitSystemEvent.from_address(base + _EXIT_AT)
 
     def _release(self) -> None:
         self._run = self._msr = self._io = self._mmio = None
