@@ -63,9 +63,11 @@ def test_a_missing_device_gives_a_typed_error_naming_the_path() -> None:
 
 
 def test_a_device_that_is_not_kvm_fails_its_api_version_ioctl() -> None:
+    before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(KvmError) as caught:
         Kvm("/dev/null")
     assert (caught.value.op, caught.value.errno) == ("KVM_GET_API_VERSION", errno.ENOTTY)
+    assert len(os.listdir("/proc/self/fd")) == before  # closed at once, not by the GC
 
 
 def _open_as_nobody(path: str) -> str:

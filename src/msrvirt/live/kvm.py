@@ -198,13 +198,16 @@ class Kvm(_Handle):
         self.path = path
         self._caps: dict[int, int] = {}
         self._mmap_size: int | None = None
-        version = self.api_version()
-        if version != KVM_API_VERSION:
-            self.close()
-            raise KvmError(
-                "KVM_GET_API_VERSION", errno.EPROTO,
-                f"the KVM API version must be {KVM_API_VERSION}, not {version}",
-            )
+        try:
+            version = self.api_version()
+            if version != KVM_API_VERSION:
+                raise KvmError(
+                    "KVM_GET_API_VERSION", errno.EPROTO,
+                    f"the KVM API version must be {KVM_API_VERSION}, not {version}",
+                )
+        except BaseException:
+            self.close()  # now, not when the traceback lets this object go
+            raise
 
     def api_version(self) -> int:
         """KVM_GET_API_VERSION."""
