@@ -17,7 +17,7 @@ from msrvirt.live.errors import (
     UnexpectedExit,
     missing_capability,
 )
-from msrvirt.live.exits import Shutdown
+from msrvirt.live.exits import MsrAnswer, Shutdown
 from msrvirt.live.kvm import GuestMemory, Kvm, Vcpu, Vm, ioctl
 from msrvirt.live.probe import MAX_OPS_PER_RUN, Actor, MsrOp, Probe, _batches
 from msrvirt.live.uapi import Ioctl
@@ -149,3 +149,8 @@ def test_ops_split_into_runs_of_one_actor_and_bounded_guest_batches() -> None:
     spans = [(start, len(batch), batch[0].actor) for start, batch in _batches(ops)]
     assert spans == [(0, 2, Actor.GUEST), (2, 2, Actor.HOST), (4, MAX_OPS_PER_RUN, Actor.GUEST),
                      (4 + MAX_OPS_PER_RUN, 2, Actor.GUEST)]
+
+
+def test_an_msr_answer_value_is_64_bits() -> None:
+    with pytest.raises(UsageError, match="must be a u64"):
+        MsrAnswer(value=-1)

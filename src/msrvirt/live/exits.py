@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from msrvirt.arch.kvm import ExitReason
+from msrvirt.errors import UsageError
 from msrvirt.live.uapi import KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT
 
 
@@ -135,6 +136,10 @@ class MsrAnswer:
 
     reply: Reply = Reply.OK
     value: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.value <= 0xFFFF_FFFF_FFFF_FFFF:
+            raise UsageError(f"an MSR answer's value must be a u64, not {self.value:#x}")
 
 
 ANSWER_GP = MsrAnswer(reply=Reply.GP)
