@@ -135,7 +135,9 @@ def with_implied(features: Iterable[Feature]) -> frozenset[Feature]:
     return frozenset(out)
 
 
-def features_from_cpuid(entries: Mapping[tuple[int, int], tuple[int, int, int, int]]) -> frozenset[Feature]:
+def features_from_cpuid(
+    entries: Mapping[tuple[int, int], tuple[int, int, int, int]],
+) -> frozenset[Feature]:
     """The features set in CPUID entries {(leaf, subleaf): (eax, ebx, ecx, edx)}."""
     out = set()
     for feat, bit in CPUID_BITS.items():

@@ -49,7 +49,7 @@ MAX_RANGE_NMSRS = KVM_MSR_FILTER_MAX_BITMAP_SIZE * 8  # 12288 MSRs per range
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FilterRange:
-    """One `struct kvm_msr_filter_range`; ``flags`` is kept raw so invalid ranges can be modelled."""
+    """One `struct kvm_msr_filter_range`; ``flags`` stays raw so invalid ranges can be modelled."""
 
     flags: int
     base: int
@@ -173,7 +173,9 @@ class MsrFilter:
         trailing all-zero range slots are dropped.
         """
         if len(data) != KVM_MSR_FILTER_SIZE:
-            raise UsageError(f"struct kvm_msr_filter must be {KVM_MSR_FILTER_SIZE} bytes, not {len(data)}")
+            raise UsageError(
+                f"struct kvm_msr_filter must be {KVM_MSR_FILTER_SIZE} bytes, not {len(data)}"
+            )
         (flags,) = _HEADER.unpack_from(data, 0)
         slots = []
         for i in range(KVM_MSR_FILTER_MAX_RANGES):
