@@ -29,8 +29,9 @@ from msrvirt.arch.kvm import Access, ExitReason
 from msrvirt.live.exits import ANSWER_GP, Exit, MsrAnswer
 from msrvirt.live.fingerprint import cpu_model
 from msrvirt.live.kvm import CpuidEntry, Kvm, Vcpu
-from msrvirt.live.probe import CODE_ADDR, MsrOp, Probe
+from msrvirt.live.probe import CODE_ADDR, Probe
 from msrvirt.live.uapi import KVM_RUN_EXIT_OFFSET, ExitKind, Ioctl
+from msrvirt.policy.decide import MsrAccess
 
 UNKNOWN_MSR = 0x474F4F00
 EFER = 0xC0000080
@@ -117,7 +118,7 @@ def main(argv: list[str]) -> int:
                   f"   overhead {100 * (lay - rw) / rw:+.1f}%")
 
         with Probe.create(kvm, cpuid=cpuid, exits=ExitReason.UNKNOWN) as probe:
-            ops = [MsrOp(index=UNKNOWN_MSR, access=Access.R)] * args.exits
+            ops = [MsrAccess(msr=UNKNOWN_MSR, access=Access.R)] * args.exits
             probe.run(ops[:1000], answer=lambda e: ANSWER_GP)
             in_run = time_kvm_run(probe.vcpu)
             total = _timed(lambda: probe.run(ops))
@@ -127,14 +128,14 @@ def main(argv: list[str]) -> int:
                   f" {(per - kernel) * 1e6:.2f} us in Python")
 
         with Probe.create(kvm, cpuid=cpuid) as probe:
-            ops = [MsrOp(index=EFER, access=Access.R)] * 60000
+            ops = [MsrAccess(msr=EFER, access=Access.R)] * 60000
             in_run = time_kvm_run(probe.vcpu)
             total = _timed(lambda: probe.run(ops))
             print(f"3. in-kernel RDMSR (EFER), 60000 ops, {probe.vcpu.runs} KVM_RUN:"
                   f" {len(ops) / total:,.0f} ops/s end to end,"
                   f" {len(ops) / in_run[0]:,.0f} ops/s in KVM_RUN")
 
-        sweep = [MsrOp(index=base + i, access=a)
+        sweep = [MsrAccess(msr=base + i, access=a)
                  for base in (0, 0xC0000000) for i in range(0x2000)
                  for a in (Access.R, Access.W)]
         with Probe.create(kvm, cpuid=cpuid, exits=ExitReason.INVAL | ExitReason.UNKNOWN

@@ -19,8 +19,9 @@ from msrvirt.live.errors import (
 )
 from msrvirt.live.exits import MsrAnswer, Shutdown
 from msrvirt.live.kvm import GuestMemory, Kvm, Vcpu, Vm, ioctl
-from msrvirt.live.probe import MAX_OPS_PER_RUN, Actor, MsrOp, Probe, _batches
+from msrvirt.live.probe import MAX_OPS_PER_RUN, Probe, _batches
 from msrvirt.live.uapi import Ioctl
+from msrvirt.policy.decide import Initiator, MsrAccess, check_access
 
 
 def test_an_invalid_fd_gives_kvm_error_with_the_ioctl_name_and_errno() -> None:
@@ -131,24 +132,23 @@ def test_guest_errors_read_plainly() -> None:
     assert "Shutdown()" in str(UnexpectedExit(Shutdown(), "triple fault"))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"index": 0x10, "access": Access.RW}, "must read or write"),
-    ({"index": 1 << 32, "access": Access.R}, "must be a u32"),
-    ({"index": 0x10, "access": Access.W, "value": 1 << 64}, "must be a u64"),
+@pytest.mark.parametrize(("op", "message"), [
+    (MsrAccess(0x10, Access.RW), "must be a read or a write"),
+    (MsrAccess(1 << 32, Access.R), "must be a u32"),
+    (MsrAccess(0x10, Access.W, 1 << 64), "must be a u64"),
 ], ids=["an op is a read or a write", "the index is 32 bits", "the value is 64 bits"])
-def test_msr_op_rejects_what_rdmsr_wrmsr_cannot_express(
-        kwargs: dict[str, object], message: str) -> None:
+def test_probe_refuses_what_rdmsr_wrmsr_cannot_express(op: MsrAccess, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        MsrOp(**kwargs)  # type: ignore[arg-type]
+        check_access(op)
 
 
 def test_ops_split_into_runs_of_one_actor_and_bounded_guest_batches() -> None:
-    g = MsrOp(index=0x10, access=Access.R)
-    h = MsrOp(index=0x10, access=Access.R, actor=Actor.HOST)
+    g = MsrAccess(msr=0x10, access=Access.R)
+    h = MsrAccess(msr=0x10, access=Access.R, initiator=Initiator.HOST)
     ops = [g, g, h, h, g] + [g] * (MAX_OPS_PER_RUN + 1)
-    spans = [(start, len(batch), batch[0].actor) for start, batch in _batches(ops)]
-    assert spans == [(0, 2, Actor.GUEST), (2, 2, Actor.HOST), (4, MAX_OPS_PER_RUN, Actor.GUEST),
-                     (4 + MAX_OPS_PER_RUN, 2, Actor.GUEST)]
+    spans = [(start, len(batch), batch[0].initiator) for start, batch in _batches(ops)]
+    assert spans == [(0, 2, Initiator.GUEST), (2, 2, Initiator.HOST), (4, MAX_OPS_PER_RUN, Initiator.GUEST),
+                     (4 + MAX_OPS_PER_RUN, 2, Initiator.GUEST)]
 
 
 def test_an_msr_answer_value_is_64_bits() -> None:

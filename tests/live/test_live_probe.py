@@ -15,10 +15,12 @@ import pytest
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import Access, ExitReason
+from msrvirt.conform.predict import Result
 from msrvirt.live.errors import GuestFault, GuestTimeout, UnexpectedExit
 from msrvirt.live.exits import ANSWER_GP, MsrAnswer, MsrExit, Reply, X86Rdmsr, X86Wrmsr
 from msrvirt.live.kvm import CpuidEntry, Kvm
-from msrvirt.live.probe import CODE_ADDR, PROGRAM, Actor, MsrOp, Probe, Result
+from msrvirt.live.probe import CODE_ADDR, PROGRAM, Probe
+from msrvirt.policy.decide import Initiator, MsrAccess
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
 
 pytestmark = pytest.mark.kvm
@@ -30,12 +32,12 @@ NONEXISTENT_MSR = 0x474F4F00
 ALL = ExitReason.INVAL | ExitReason.UNKNOWN | ExitReason.FILTER
 
 
-def read(index: int) -> MsrOp:
-    return MsrOp(index=index, access=R)
+def read(index: int) -> MsrAccess:
+    return MsrAccess(msr=index, access=R)
 
 
-def write(index: int, value: int = 0) -> MsrOp:
-    return MsrOp(index=index, access=W, value=value)
+def write(index: int, value: int = 0) -> MsrAccess:
+    return MsrAccess(msr=index, access=W, value=value)
 
 
 def without(cpuid: tuple[CpuidEntry, ...], feature: Feature) -> tuple[CpuidEntry, ...]:
@@ -168,9 +170,9 @@ def test_an_x2apic_read_is_not_filtered_and_exits_inval(kvm: Kvm, no_fred: tuple
 
 def test_host_accesses_bypass_the_filter_and_report_zero_processed(
         kvm: Kvm, no_fred: tuple) -> None:
-    ops = [MsrOp(index=TSC, access=R, actor=Actor.HOST),
-           MsrOp(index=NONEXISTENT_MSR, access=R, actor=Actor.HOST),
-           MsrOp(index=NONEXISTENT_MSR, access=W, value=1, actor=Actor.HOST),
+    ops = [MsrAccess(msr=TSC, access=R, initiator=Initiator.HOST),
+           MsrAccess(msr=NONEXISTENT_MSR, access=R, initiator=Initiator.HOST),
+           MsrAccess(msr=NONEXISTENT_MSR, access=W, value=1, initiator=Initiator.HOST),
            read(TSC)]
     with Probe.create(kvm, cpuid=no_fred, exits=ALL, msr_filter=deny(TSC)) as probe:
         obs = probe.run(ops)
@@ -187,7 +189,7 @@ def test_replacing_the_filter_between_runs_moves_the_exit(kvm: Kvm, no_fred: tup
         exited = []
         for flt in (deny(FS_BASE, flags=1), deny(GS_BASE, flags=1), NO_FILTER):
             probe.vm.set_msr_filter(flt)
-            exited.append([o.op.index for o in probe.run(ops) if o.exits])
+            exited.append([o.op.msr for o in probe.run(ops) if o.exits])
     assert exited == [[FS_BASE], [GS_BASE], []]
 
 

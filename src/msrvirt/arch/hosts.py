@@ -191,7 +191,9 @@ HOSTS: dict[str, HostProfile] = {
             name="pvm",
             description="KVM on the PVM software backend (this workplace): every MSR access exits",
             vendor=Vendor.AMD, backend=Backend.PVM,
-            features=frozenset({F.LM, F.NX, F.X2APIC, F.TSC_ADJUST, F.ARCH_CAPABILITIES})
+            # KVM_GET_SUPPORTED_CPUID also lists ARCH_CAPABILITIES, but PVM clears it from the
+            # guest CPUID on KVM_SET_CPUID2 (docs/live.md), so no guest has it.
+            features=frozenset({F.LM, F.NX, F.X2APIC, F.TSC_ADJUST})
             | KVM_PV_FEATURES,
             source="KVM_GET_SUPPORTED_CPUID on kernel 6.18.44 with kvm_pvm, 2026-11-25;"
             " kvm-svm-common-pvm-facts.md part 3",

@@ -30,12 +30,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from types import TracebackType
 from typing import Self
 
 from msrvirt.arch.kvm import Access, ExitReason
-from msrvirt.errors import UsageError
+from msrvirt.conform.predict import Result
 from msrvirt.live.asm import Asm16, Program
 from msrvirt.live.errors import GuestFault, UnexpectedExit
 from msrvirt.live.exits import (
@@ -49,6 +49,7 @@ from msrvirt.live.exits import (
     X86Wrmsr,
 )
 from msrvirt.live.kvm import CpuidEntry, GuestMemory, Kvm, MsrEntry, Vcpu, Vm
+from msrvirt.policy.decide import Initiator, MsrAccess
 from msrvirt.policy.filter import MsrFilter
 
 MEMORY_BYTES = 0x100000
@@ -64,9 +65,7 @@ N_STUBS = 33  # vectors 0..31 each get a stub; every vector >= 32 shares the las
 DEFAULT_TIME_LIMIT_S = 10.0
 _STATUS_AT = 6  # offset of the status word in a record
 
-U32 = 0xFFFF_FFFF
 NO_EXITS = ExitReason(0)
-U64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
 class Status(IntEnum):
@@ -169,39 +168,6 @@ def _ivt() -> bytes:
 IVT = _ivt()
 
 
-class Actor(StrEnum):
-    """Who makes an MSR access: the guest (RDMSR/WRMSR) or the host (KVM_GET/SET_MSRS)."""
-
-    GUEST = "guest"
-    HOST = "host"
-
-
-class Result(StrEnum):
-    """How one operation ended."""
-
-    OK = "ok"  # guest: the instruction completed; host: KVM processed the entry
-    GP = "gp"  # guest: #GP(0) was delivered (and caught by the probe's handler)
-    FAILED = "failed"  # host: KVM_GET/SET_MSRS processed 0 entries
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MsrOp:
-    """One MSR access: ``index``, direction (Access.R or Access.W), the value to write, who."""
-
-    index: int
-    access: Access
-    value: int = 0
-    actor: Actor = Actor.GUEST
-
-    def __post_init__(self) -> None:
-        if self.access not in (Access.R, Access.W):
-            raise UsageError(f"an MSR op must read or write, not {self.access!r}")
-        if not 0 <= self.index <= U32:
-            raise UsageError(f"an MSR index must be a u32, not {self.index:#x}")
-        if not 0 <= self.value <= U64:
-            raise UsageError(f"an MSR value must be a u64, not {self.value:#x}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExitRecord:
     """One userspace MSR exit: which op caused it, what KVM said, and how userspace answered."""
@@ -216,7 +182,7 @@ class Observation:
     """What happened to one op: its result, the value read (reads that completed), its exits."""
 
     position: int
-    op: MsrOp
+    op: MsrAccess
     result: Result
     value: int | None
     exits: tuple[ExitRecord, ...]
@@ -294,7 +260,7 @@ class Probe:
         self.close()
 
     def run(
-        self, ops: Sequence[MsrOp], *, answer: Answer = answer_gp,
+        self, ops: Sequence[MsrAccess], *, answer: Answer = answer_gp,
         time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     ) -> tuple[Observation, ...]:
         """Run ``ops`` in order: consecutive guest ops in one guest run (up to MAX_OPS_PER_RUN
@@ -309,28 +275,28 @@ class Probe:
         self.vcpu.complete_pending()
         with self.vcpu.time_limit(time_limit_s):
             for start, batch in _batches(ops):
-                if batch[0].actor is Actor.HOST:
+                if batch[0].initiator is Initiator.HOST:
                     out.extend(self._host(start + i, op) for i, op in enumerate(batch))
                 else:
                     out.extend(self._guest(start, batch, answer))
         return tuple(out)
 
-    def _host(self, position: int, op: MsrOp) -> Observation:
+    def _host(self, position: int, op: MsrAccess) -> Observation:
         if op.access is Access.R:
-            got = self.vcpu.get_msrs([op.index])
+            got = self.vcpu.get_msrs([op.msr])
             ok = got.processed == 1
             value = got.entries[0].data if ok else None
         else:
-            ok = self.vcpu.set_msrs([MsrEntry(index=op.index, data=op.value)]) == 1
+            ok = self.vcpu.set_msrs([MsrEntry(index=op.msr, data=op.value)]) == 1
             value = None
         return Observation(position=position, op=op, result=Result.OK if ok else Result.FAILED,
                            value=value, exits=())
 
-    def _guest(self, start: int, batch: Sequence[MsrOp], answer: Answer) -> Iterator[Observation]:
+    def _guest(self, start: int, batch: Sequence[MsrAccess], answer: Answer) -> Iterator[Observation]:
         buf = self.memory.buffer
         table = bytearray(RECORD.size * len(batch))
         for i, op in enumerate(batch):
-            RECORD.pack_into(table, i * RECORD.size, op.index,
+            RECORD.pack_into(table, i * RECORD.size, op.msr,
                              0 if op.access is Access.R else 1, Status.NOT_RUN, op.value)
         buf[TABLE_ADDR: TABLE_ADDR + len(table)] = table
         regs = self.vcpu.get_regs()
@@ -353,7 +319,7 @@ class Probe:
                     else X86Wrmsr
                 if current is None:
                     raise UnexpectedExit(exit_, "the guest made it before running any op")
-                if current.index != exit_.index or not isinstance(exit_, wanted):
+                if current.msr != exit_.index or not isinstance(exit_, wanted):
                     raise UnexpectedExit(exit_, f"op #{start + cursor - 1} is {current}")
                 reply = answer(exit_)
                 vcpu.answer_msr(reply)
@@ -371,7 +337,7 @@ class Probe:
         for i, (index, _kind, st, value) in enumerate(
                 RECORD.iter_unpack(buf[TABLE_ADDR: TABLE_ADDR + len(table)])):
             op = batch[i]
-            if st == Status.NOT_RUN or index != op.index:
+            if st == Status.NOT_RUN or index != op.msr:
                 raise UnexpectedExit(Hlt(), f"op #{start + i} was not run")
             result = Result.GP if st == Status.GP else Result.OK
             yield Observation(
@@ -385,14 +351,14 @@ _CREATE = object()
 _MSR_EXITS = (X86Rdmsr, X86Wrmsr)
 
 
-def _batches(ops: Sequence[MsrOp]) -> Iterator[tuple[int, Sequence[MsrOp]]]:
+def _batches(ops: Sequence[MsrAccess]) -> Iterator[tuple[int, Sequence[MsrAccess]]]:
     """Split ``ops`` into runs of one actor (guest runs at most MAX_OPS_PER_RUN long)."""
     start = 0
     while start < len(ops):
-        actor = ops[start].actor
+        actor = ops[start].initiator
         end = start + 1
-        limit = start + MAX_OPS_PER_RUN if actor is Actor.GUEST else len(ops)
-        while end < len(ops) and end < limit and ops[end].actor is actor:
+        limit = start + MAX_OPS_PER_RUN if actor is Initiator.GUEST else len(ops)
+        while end < len(ops) and end < limit and ops[end].initiator is actor:
             end += 1
         yield start, ops[start:end]
         start = end

@@ -54,7 +54,8 @@ class MsrAccess(NamedTuple):
     initiator: Initiator = Initiator.GUEST
 
 
-def _check(req: MsrAccess) -> None:
+def check_access(req: MsrAccess) -> None:
+    """Raise UsageError unless ``req`` reads or writes a u32 MSR index with a u64 value."""
     if req.access is not Access.R and req.access is not Access.W:
         raise UsageError(f"an access must be a read or a write, not {req.access!r}")
     if not 0 <= req.value <= U64:
@@ -308,7 +309,7 @@ def _msr_name(index: int) -> str:
 
 def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = None) -> Decision:
     """The outcome of ``req`` under ``scenario``; ``intercepts`` may be passed to save work."""
-    _check(req)
+    check_access(req)
     return _decide(scenario, req, intercepts if intercepts is not None
                    else compute_intercepts(scenario))
 
@@ -451,7 +452,7 @@ def explain_msr(scenario: Scenario, index: int,
     row = lookup(index)
     value = row.reset if row is not None and row.reset is not None else 0
     read = MsrAccess(index, Access.R)
-    _check(read)
+    check_access(read)
     return (
         _decide(scenario, read, ints),
         _decide(scenario, MsrAccess(index, Access.W, value), ints),
