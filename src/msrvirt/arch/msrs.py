@@ -120,6 +120,28 @@ ANY_VALUE = WriteRule()
 CANONICAL = WriteRule(canonical=True)
 
 
+class QuirkKind(StrEnum):
+    """How one backend's KVM departs from the common behaviour of an MSR."""
+
+    RESET = "reset"  # a different value after vCPU creation
+    NO_GATE = "no-gate"  # the guest-CPUID gate is not applied (values other than 0 unverified)
+    NO_VALUE_CHECK = "no-value-check"  # written values are not checked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quirk:
+    """A backend-specific behaviour, observed on a real kernel (``evidence`` says where)."""
+
+    backend: Backend
+    kind: QuirkKind
+    value: int = 0
+    evidence: str
+
+
+_PVM_6_18 = ("msrvirt conformance, scenario 08-common-msrs / 09-sweep, Linux 6.18.44 kvm_pvm,"
+             " 2026-11-25 (docs/conformance.md)")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Msr:
     """One MSR: identity, KVM gating and checks, where KVM keeps it, and the source."""
@@ -135,6 +157,7 @@ class Msr:
     handled_by: frozenset[Backend] | None = None
     reset: int | None = 0  # value after vCPU creation, where the model knows it
     listed: Need | None = None  # in KVM_GET_MSR_INDEX_LIST when KVM's caps meet this
+    quirks: tuple[Quirk, ...] = ()
     source: str
     note: str = ""
     names: tuple[str, ...] = field(init=False)
@@ -144,6 +167,13 @@ class Msr:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.index:#x})"
+
+    def quirk(self, backend: Backend, kind: QuirkKind) -> Quirk | None:
+        """The quirk of ``kind`` this MSR has on ``backend``, if any."""
+        for q in self.quirks:
+            if q.backend is backend and q.kind is kind:
+                return q
+        return None
 
     @property
     def vmcs_guest(self) -> VmcsField | None:
@@ -236,6 +266,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         gates=(Gate(need=need(F.SPEC_CTRL, F.AMD_STIBP, F.AMD_IBRS, F.AMD_SSBD), host=False,
                     error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x7 & (2**64 - 1), exact=False), listed=ALWAYS,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 8; vmx_set_msr/svm_set_msr SPEC_CTRL",
         note="valid bits depend on the host (kvm_spec_ctrl_test_value)"),
     Msr(index=0x49, name="IA32_PRED_CMD", family=Family.SPEC, aliases=("PRED_CMD",),
@@ -243,6 +274,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         gates=(Gate(need=need(F.SPEC_CTRL, F.IBPB), access=Access.W, host=False,
                     error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x81 & (2**64 - 1), exact=False), reset=None,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 10; {_COMMON} 2a PRED_CMD"),
     Msr(index=0x10A, name="IA32_ARCH_CAPABILITIES", family=Family.SPEC,
         aliases=("ARCH_CAPABILITIES",), emul=Emul.HOST_WRITE,
@@ -253,6 +285,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         emul=Emul.COMMAND,
         gates=(Gate(need=need(F.FLUSH_L1D), access=Access.W, host=False, error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x1 & (2**64 - 1)), reset=None,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 11; {_COMMON} 2a FLUSH_CMD"),
     # -- syscall / sysenter / segments ----------------------------------------------------------
     Msr(index=0x174, name="IA32_SYSENTER_CS", family=Family.SYSCALL, aliases=("SYSENTER_CS",),
@@ -367,6 +400,8 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         listed=ALWAYS, source=f"{_COMMON} 2a POWER_CTL (stored); {_FACTS} section 11"),
     Msr(index=0x1A0, name="IA32_MISC_ENABLE", family=Family.POWER, aliases=("MISC_ENABLE",),
         write=WriteRule(exact=False), reset=0x1800, listed=ALWAYS,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.RESET, value=0x1,
+                      evidence=_PVM_6_18),),
         source=f"SDM Vol. 4; {_COMMON} 2a MISC_ENABLE; kvm_vcpu_reset (PEBS/BTS unavailable)"),
     # -- APIC -----------------------------------------------------------------------------------
     Msr(index=0x1B, name="IA32_APIC_BASE", family=Family.APIC, aliases=("APIC_BASE",),
@@ -386,6 +421,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     # -- memory types ---------------------------------------------------------------------------
     Msr(index=0x277, name="IA32_PAT", family=Family.MEMTYPE, aliases=("PAT", "CR_PAT"),
         write=WriteRule(check=Check.PAT), reset=0x0007040600070406, listed=ALWAYS,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_VALUE_CHECK, evidence=_PVM_6_18),),
         source=f"SDM Vol. 4; {_COMMON} 2a CR_PAT (kvm_pat_valid)"),
     Msr(index=0xFE, name="IA32_MTRRCAP", family=Family.MEMTYPE, aliases=("MTRRCAP",),
         emul=Emul.READ_ONLY, write=WriteRule(exact=False), reset=0x508,

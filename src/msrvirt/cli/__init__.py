@@ -13,7 +13,7 @@ from msrvirt.errors import MsrvirtError
 
 # One module per verb under msrvirt.cli; each has register(subparsers) and sets
 # `run` on its parser (args.run(args) -> exit status).
-VERBS = ("explain", "decide", "bitmap", "filter", "policies", "hosts")
+VERBS = ("explain", "decide", "bitmap", "filter", "policies", "hosts", "probe", "conformance")
 
 EXIT_USAGE = 2
 

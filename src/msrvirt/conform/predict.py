@@ -16,7 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from msrvirt.arch.hosts import HostProfile
-from msrvirt.arch.kvm import EXIT_REASON_VALID_MASK, Access, ExitReason
+from msrvirt.arch.kvm import EXIT_REASON_VALID_MASK, Access, ExitReason, KvmRet
+from msrvirt.arch.msrs import Check, Emul, lookup
 from msrvirt.conform.scenario import (
     Answers,
     EnableExits,
@@ -80,13 +81,25 @@ def probe_scenario_for(host: HostProfile, guest: frozenset[Any]) -> Scenario:
 
 
 def predict(host: HostProfile, guest: frozenset[Any], ps: ProbeScenario) -> Iterator[Prediction]:
-    """One prediction per operation of ``ps`` (in order), for a VM on ``host``."""
+    """One prediction per operation of ``ps`` (in order), for a VM on ``host``.
+
+    Decisions are per access; what a read returns after earlier writes in the same VM is
+    tracked here, for MSRs whose stored value the model knows (a known reset value and
+    KVM keeping the value as written).
+    """
     s = replace(probe_scenario_for(host, guest), filter=ps.filter or NO_FILTER, exits=ps.exits)
+    stored: dict[int, int] = {}
     for step in ps.steps:
         if isinstance(step, GuestOps | HostOps):
             ints = compute_intercepts(s)
             for op in step.ops:
-                yield _predict_msr(s, op, decide(s, op, ints), ps.answers)
+                d = decide(s, op, ints)
+                if d.kvm_ret is KvmRet.OK and _keeps_value(op.msr):
+                    if op.access is Access.W:
+                        stored[op.msr] = op.value
+                    elif op.msr in stored:
+                        d = d._replace(value=stored[op.msr])
+                yield _predict_msr(s, op, d, ps.answers)
         elif isinstance(step, SetFilter):
             try:
                 step.filter.validate()
@@ -107,6 +120,13 @@ def predict(host: HostProfile, guest: frozenset[Any], ps: ProbeScenario) -> Iter
             s = replace(s, exits=ExitReason(step.mask))
             yield Prediction(seen=Seen(errno=None), scope=Scope.FULL,
                              why="valid exit mask: KVM_CAP_X86_USER_SPACE_MSR enabled")
+
+
+def _keeps_value(msr: int) -> bool:
+    """KVM stores a write to ``msr`` as written and reads it back (model rows only)."""
+    row = lookup(msr)
+    return (row is not None and row.emul is Emul.STORED and row.reset is not None
+            and row.write.check is not Check.CANONICALIZE)
 
 
 def _predict_msr(s: Scenario, op: MsrAccess, d: Decision, answers: Answers) -> Prediction:

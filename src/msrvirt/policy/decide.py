@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import Access, Backend, ExitReason, KvmRet, Vendor, exit_reason_for
-from msrvirt.arch.msrs import Check, Emul, Gate, Msr, lookup
+from msrvirt.arch.msrs import Check, Emul, Gate, Msr, QuirkKind, lookup
 from msrvirt.errors import UsageError
 from msrvirt.policy.filter import MsrFilter
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
@@ -229,7 +229,10 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
                          (_owners_text, (row,)))
     caps = scenario.guest_caps
     direction = int(req.access)
-    for gate in row.gates:
+    backend = scenario.host.backend
+    # A backend quirk (arch/msrs.py) can drop the gate; only what was observed is exact.
+    ungated = row.quirks and row.quirk(backend, QuirkKind.NO_GATE) is not None
+    for gate in () if ungated else row.gates:
         if not int(gate.access) & direction or (host and not gate.host):
             continue
         if gate.pv and not scenario.runtime.enforce_pv_cpuid:
@@ -257,7 +260,7 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
         if emul is Emul.HOST_ONLY and not host:
             return Emulation(KvmRet.ERR, None, True,
                              ("ERR: host-only MSR, a guest access fails", ()))
-        value = 0 if emul in (Emul.READ_ZERO, Emul.IGNORED) else row.reset
+        value = 0 if emul in (Emul.READ_ZERO, Emul.IGNORED) else reset_value(row, backend)
         return Emulation(KvmRet.OK, value, True,
                          ("emulated: {0} value", (emul.value,)))
     if emul is Emul.READ_ZERO:
@@ -272,7 +275,8 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     if emul is Emul.HOST_ONLY and not host:
         return Emulation(KvmRet.ERR, None, True,
                          ("ERR: host-only MSR, a guest write fails", ()))
-    problem = value_problem(row, req.value, scenario, hardware=False)
+    checked = not (row.quirks and row.quirk(backend, QuirkKind.NO_VALUE_CHECK))
+    problem = value_problem(row, req.value, scenario, hardware=False) if checked else None
     if problem is not None:
         return Emulation(KvmRet.ERR, None, True,
                          ("ERR: invalid value, {0}", (problem,)))
@@ -282,7 +286,14 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     if row.write.check is Check.CANONICALIZE:
         return Emulation(KvmRet.OK, None, row.write.exact,
                          (_canonicalized_text, (req.value, scenario.host.virt_addr_bits)))
-    return Emulation(KvmRet.OK, None, row.write.exact, ("emulated: stored", ()))
+    exact = row.write.exact and not (ungated and req.value != 0)
+    return Emulation(KvmRet.OK, None, exact, ("emulated: stored", ()))
+
+
+def reset_value(row: Msr, backend: Backend) -> int | None:
+    """The MSR's value after vCPU creation on ``backend`` (None where the model does not know)."""
+    quirk = row.quirk(backend, QuirkKind.RESET) if row.quirks else None
+    return quirk.value if quirk is not None else row.reset
 
 
 def advertised(scenario: Scenario, index: int) -> bool:
