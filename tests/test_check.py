@@ -3,9 +3,6 @@ each planted bug is found with its shortest counterexample ("the checker finds t
 
 from __future__ import annotations
 
-import ast
-import pathlib
-
 import pytest
 
 from msrvirt.check.explore import Result, check_design, explore
@@ -14,9 +11,6 @@ from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
 from msrvirt.machine.model import Bounds, Machine
 from msrvirt.report.check import event_label, to_json, trace_lines
-
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "msrvirt"
-
 
 @pytest.fixture(scope="module")
 def v9_result() -> Result:
@@ -150,22 +144,3 @@ def test_json_has_exactly_the_issues_keys() -> None:
     v9, bug = obj["designs"]
     assert v9["counterexample"] is None and v9["verdict"] == "holds"
     assert bug["verdict"] == "fails" and len(bug["counterexample"]) == 4
-
-
-def _imports(package: str) -> set[str]:
-    found = set()
-    for path in (SRC / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module)
-            elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-    return found
-
-
-@pytest.mark.parametrize("package", ["machine", "check"])
-def test_machine_and_check_import_only_lower_layers(package: str) -> None:
-    ours = {m for m in _imports(package) if m.startswith("msrvirt")}
-    allowed = ("msrvirt.arch", "msrvirt.policy", "msrvirt.errors", "msrvirt.machine")
-    allowed += ("msrvirt.check",) if package == "check" else ()
-    assert ours and all(m.startswith(allowed) for m in ours), sorted(ours)

@@ -135,7 +135,9 @@ def with_implied(features: Iterable[Feature]) -> frozenset[Feature]:
     return frozenset(out)
 
 
-def features_from_cpuid(entries: Mapping[tuple[int, int], tuple[int, int, int, int]]) -> frozenset[Feature]:
+def features_from_cpuid(
+    entries: Mapping[tuple[int, int], tuple[int, int, int, int]],
+) -> frozenset[Feature]:
     """The features set in CPUID entries {(leaf, subleaf): (eax, ebx, ecx, edx)}."""
     out = set()
     for feat, bit in CPUID_BITS.items():
@@ -189,7 +191,9 @@ HOSTS: dict[str, HostProfile] = {
             name="pvm",
             description="KVM on the PVM software backend (this workplace): every MSR access exits",
             vendor=Vendor.AMD, backend=Backend.PVM,
-            features=frozenset({F.LM, F.NX, F.X2APIC, F.TSC_ADJUST, F.ARCH_CAPABILITIES})
+            # KVM_GET_SUPPORTED_CPUID also lists ARCH_CAPABILITIES, but PVM clears it from the
+            # guest CPUID on KVM_SET_CPUID2 (docs/live.md), so no guest has it.
+            features=frozenset({F.LM, F.NX, F.X2APIC, F.TSC_ADJUST})
             | KVM_PV_FEATURES,
             source="KVM_GET_SUPPORTED_CPUID on kernel 6.18.44 with kvm_pvm, 2026-11-25;"
             " kvm-svm-common-pvm-facts.md part 3",

@@ -120,6 +120,28 @@ ANY_VALUE = WriteRule()
 CANONICAL = WriteRule(canonical=True)
 
 
+class QuirkKind(StrEnum):
+    """How one backend's KVM departs from the common behaviour of an MSR."""
+
+    RESET = "reset"  # a different value after vCPU creation
+    NO_GATE = "no-gate"  # the guest-CPUID gate is not applied (values other than 0 unverified)
+    NO_VALUE_CHECK = "no-value-check"  # written values are not checked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quirk:
+    """A backend-specific behaviour, observed on a real kernel (``evidence`` says where)."""
+
+    backend: Backend
+    kind: QuirkKind
+    value: int = 0
+    evidence: str
+
+
+_PVM_6_18 = ("msrvirt conformance, scenario 08-common-msrs / 09-sweep, Linux 6.18.44 kvm_pvm,"
+             " 2026-11-25 (docs/conformance.md)")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Msr:
     """One MSR: identity, KVM gating and checks, where KVM keeps it, and the source."""
@@ -135,8 +157,7 @@ class Msr:
     handled_by: frozenset[Backend] | None = None
     reset: int | None = 0  # value after vCPU creation, where the model knows it
     listed: Need | None = None  # in KVM_GET_MSR_INDEX_LIST when KVM's caps meet this
-    vmcs_guest: VmcsField | None = None
-    vmcs_host: VmcsField | None = None
+    quirks: tuple[Quirk, ...] = ()
     source: str
     note: str = ""
     names: tuple[str, ...] = field(init=False)
@@ -147,6 +168,23 @@ class Msr:
     def __str__(self) -> str:
         return f"{self.name} ({self.index:#x})"
 
+    def quirk(self, backend: Backend, kind: QuirkKind) -> Quirk | None:
+        """The quirk of ``kind`` this MSR has on ``backend``, if any."""
+        for q in self.quirks:
+            if q.backend is backend and q.kind is kind:
+                return q
+        return None
+
+    @property
+    def vmcs_guest(self) -> VmcsField | None:
+        """The VMCS guest-state field that holds this MSR, if any (arch/vmcs.py)."""
+        return GUEST_FIELDS.get(self.name)
+
+    @property
+    def vmcs_host(self) -> VmcsField | None:
+        """The VMCS host-state field that holds this MSR, if any."""
+        return HOST_FIELDS.get(self.name)
+
 
 # -- row helpers ---------------------------------------------------------------------------------
 
@@ -155,16 +193,11 @@ _ARCH = "fred-arch-facts.md"
 _COMMON = "kvm-svm-common-pvm-facts.md"
 
 
-def _vmcs(name: str) -> dict[str, VmcsField | None]:
-    return {"vmcs_guest": GUEST_FIELDS.get(name), "vmcs_host": HOST_FIELDS.get(name)}
-
-
 def _fred(index: int, name: str, write: WriteRule, aliases: tuple[str, ...] = ()) -> Msr:
     return Msr(
         index=index, name=name, family=Family.FRED, aliases=aliases,
         gates=(Gate(need=need(F.FRED)),), write=write, listed=need(F.FRED),
         source=f"{_ARCH} section 2; {_FACTS} sections 6 and 8 (v9 patch 10)",
-        **_vmcs(name),
     )
 
 
@@ -233,6 +266,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         gates=(Gate(need=need(F.SPEC_CTRL, F.AMD_STIBP, F.AMD_IBRS, F.AMD_SSBD), host=False,
                     error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x7 & (2**64 - 1), exact=False), listed=ALWAYS,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 8; vmx_set_msr/svm_set_msr SPEC_CTRL",
         note="valid bits depend on the host (kvm_spec_ctrl_test_value)"),
     Msr(index=0x49, name="IA32_PRED_CMD", family=Family.SPEC, aliases=("PRED_CMD",),
@@ -240,6 +274,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         gates=(Gate(need=need(F.SPEC_CTRL, F.IBPB), access=Access.W, host=False,
                     error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x81 & (2**64 - 1), exact=False), reset=None,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 10; {_COMMON} 2a PRED_CMD"),
     Msr(index=0x10A, name="IA32_ARCH_CAPABILITIES", family=Family.SPEC,
         aliases=("ARCH_CAPABILITIES",), emul=Emul.HOST_WRITE,
@@ -250,22 +285,20 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         emul=Emul.COMMAND,
         gates=(Gate(need=need(F.FLUSH_L1D), access=Access.W, host=False, error=KvmRet.ERR),),
         write=WriteRule(reserved=~0x1 & (2**64 - 1)), reset=None,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_GATE, evidence=_PVM_6_18),),
         source=f"{_FACTS} section 3 rule 11; {_COMMON} 2a FLUSH_CMD"),
     # -- syscall / sysenter / segments ----------------------------------------------------------
     Msr(index=0x174, name="IA32_SYSENTER_CS", family=Family.SYSCALL, aliases=("SYSENTER_CS",),
-        listed=ALWAYS, source=f"SDM Vol. 4; {_FACTS} section 3 rule 3",
-        **_vmcs("IA32_SYSENTER_CS")),
+        listed=ALWAYS, source=f"SDM Vol. 4; {_FACTS} section 3 rule 3"),
     Msr(index=0x175, name="IA32_SYSENTER_ESP", family=Family.SYSCALL,
         aliases=("SYSENTER_ESP",), write=WriteRule(check=Check.CANONICALIZE), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)",
-        **_vmcs("IA32_SYSENTER_ESP")),
+        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)"),
     Msr(index=0x176, name="IA32_SYSENTER_EIP", family=Family.SYSCALL,
         aliases=("SYSENTER_EIP",), write=WriteRule(check=Check.CANONICALIZE), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)",
-        **_vmcs("IA32_SYSENTER_EIP")),
+        source=f"SDM Vol. 4; {_FACTS} section 3 rule 3; {_COMMON} 2.0 (canonicalised)"),
     Msr(index=0xC0000080, name="IA32_EFER", family=Family.SYSCALL, aliases=("EFER",),
         write=WriteRule(check=Check.EFER, exact=False),
-        source=f"SDM Vol. 4; {_COMMON} 2a EFER (set_efer)", **_vmcs("IA32_EFER")),
+        source=f"SDM Vol. 4; {_COMMON} 2a EFER (set_efer)"),
     Msr(index=0xC0000081, name="IA32_STAR", family=Family.SYSCALL, aliases=("STAR",),
         listed=ALWAYS, source="SDM Vol. 4; msrs_to_save_base"),
     Msr(index=0xC0000082, name="IA32_LSTAR", family=Family.SYSCALL, aliases=("LSTAR",),
@@ -277,11 +310,9 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         source=f"SDM Vol. 4 (IA32_FMASK); msr-index.h MSR_SYSCALL_MASK; {_FACTS} section 11",
         note="kept in a user-return slot: the host CPU validates the value"),
     Msr(index=0xC0000100, name="FS_BASE", family=Family.SEGMENT, aliases=("IA32_FS_BASE",),
-        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2",
-        **_vmcs("FS_BASE")),
+        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
     Msr(index=0xC0000101, name="GS_BASE", family=Family.SEGMENT, aliases=("IA32_GS_BASE",),
-        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2",
-        **_vmcs("GS_BASE")),
+        write=CANONICAL, source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
     Msr(index=0xC0000102, name="KERNEL_GS_BASE", family=Family.SEGMENT,
         aliases=("IA32_KERNEL_GS_BASE", "SWAPGS"), write=CANONICAL, listed=ALWAYS,
         source=f"SDM Vol. 4; {_FACTS} section 3 rule 2"),
@@ -320,7 +351,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         listed=need(F.SHSTK, F.IBT), source=_CET_SRC),
     Msr(index=0x6A2, name="IA32_S_CET", family=Family.CET, aliases=("S_CET",),
         gates=(Gate(need=need(F.SHSTK, F.IBT)),), write=_CET_CTL,
-        listed=need(F.SHSTK, F.IBT), source=_CET_SRC, **_vmcs("IA32_S_CET")),
+        listed=need(F.SHSTK, F.IBT), source=_CET_SRC),
     Msr(index=0x6A4, name="IA32_PL0_SSP", family=Family.CET,
         aliases=("IA32_FRED_SSP0", "PL0_SSP"),
         gates=(Gate(need=need(F.SHSTK, F.FRED)),), write=_CET_SSP,
@@ -339,8 +370,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     Msr(index=0x6A8, name="IA32_INT_SSP_TAB", family=Family.CET, aliases=("INT_SSP_TAB",),
         gates=(Gate(need=need(all_of=(F.SHSTK, F.LM))),), write=CANONICAL,
         listed=need(all_of=(F.SHSTK, F.LM)),
-        source=f"{_CET_SRC}; {_FACTS} section 3 (never passed through)",
-        **_vmcs("IA32_INT_SSP_TAB")),
+        source=f"{_CET_SRC}; {_FACTS} section 3 (never passed through)"),
     # -- Intel PT (VMX vendor code) -------------------------------------------------------------
     *(Msr(index=idx, name=name, family=Family.TRACE, handled_by=frozenset({Backend.VMX}),
           gates=(Gate(need=need(F.INTEL_PT), error=KvmRet.ERR),), write=WriteRule(exact=False),
@@ -370,6 +400,8 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         listed=ALWAYS, source=f"{_COMMON} 2a POWER_CTL (stored); {_FACTS} section 11"),
     Msr(index=0x1A0, name="IA32_MISC_ENABLE", family=Family.POWER, aliases=("MISC_ENABLE",),
         write=WriteRule(exact=False), reset=0x1800, listed=ALWAYS,
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.RESET, value=0x1,
+                      evidence=_PVM_6_18),),
         source=f"SDM Vol. 4; {_COMMON} 2a MISC_ENABLE; kvm_vcpu_reset (PEBS/BTS unavailable)"),
     # -- APIC -----------------------------------------------------------------------------------
     Msr(index=0x1B, name="IA32_APIC_BASE", family=Family.APIC, aliases=("APIC_BASE",),
@@ -389,7 +421,8 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     # -- memory types ---------------------------------------------------------------------------
     Msr(index=0x277, name="IA32_PAT", family=Family.MEMTYPE, aliases=("PAT", "CR_PAT"),
         write=WriteRule(check=Check.PAT), reset=0x0007040600070406, listed=ALWAYS,
-        source=f"SDM Vol. 4; {_COMMON} 2a CR_PAT (kvm_pat_valid)", **_vmcs("IA32_PAT")),
+        quirks=(Quirk(backend=Backend.PVM, kind=QuirkKind.NO_VALUE_CHECK, evidence=_PVM_6_18),),
+        source=f"SDM Vol. 4; {_COMMON} 2a CR_PAT (kvm_pat_valid)"),
     Msr(index=0xFE, name="IA32_MTRRCAP", family=Family.MEMTYPE, aliases=("MTRRCAP",),
         emul=Emul.READ_ONLY, write=WriteRule(exact=False), reset=0x508,
         source=f"SDM Vol. 4; {_COMMON} 2a MTRRs (8 variable ranges, fixed, WC)"),
@@ -399,7 +432,7 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
     # -- debug / LBR ----------------------------------------------------------------------------
     Msr(index=0x1D9, name="IA32_DEBUGCTL", family=Family.DEBUG, aliases=("DEBUGCTL",),
         write=WriteRule(exact=False), listed=ALWAYS,
-        source=f"SDM Vol. 4; {_COMMON} 1b (SVM LBRV) and 2a", **_vmcs("IA32_DEBUGCTL")),
+        source=f"SDM Vol. 4; {_COMMON} 1b (SVM LBRV) and 2a"),
     Msr(index=0x1DB, name="LASTBRANCHFROMIP", family=Family.DEBUG, emul=Emul.READ_ZERO,
         listed=ALWAYS, source=_LBR_SRC),
     Msr(index=0x1DC, name="LASTBRANCHTOIP", family=Family.DEBUG, emul=Emul.READ_ZERO,

@@ -13,7 +13,8 @@ from msrvirt.errors import MsrvirtError
 
 # One module per verb under msrvirt.cli; each has register(subparsers) and sets
 # `run` on its parser (args.run(args) -> exit status).
-VERBS: tuple[str, ...] = ("check",)
+VERBS = ("explain", "decide", "bitmap", "filter", "policies", "hosts", "probe", "conformance",
+         "check")
 
 EXIT_USAGE = 2
 

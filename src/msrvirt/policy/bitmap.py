@@ -16,7 +16,9 @@ from typing import ClassVar, Self
 from msrvirt.arch.kvm import Access
 from msrvirt.errors import UsageError
 
-_DIRECTIONS = (Access.R, Access.W)
+# The single directions of an access, indexed by int(access): plain tuples keep IntFlag
+# arithmetic (slow in Python 3.11) off the hot path.
+DIRECTIONS_OF: tuple[tuple[Access, ...], ...] = ((), (Access.R,), (Access.W,), (Access.R, Access.W))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,8 +78,8 @@ class MsrBitmap(ABC):
         page = bytearray(base.intercept_bits if base is not None else b"\xff" * cls.SIZE)
         pos_of = cls.bit_position
         for msr, access, intercept in changes:
-            for direction in _DIRECTIONS:
-                pos = pos_of(msr, direction) if access & direction else None
+            for direction in DIRECTIONS_OF[access]:
+                pos = pos_of(msr, direction)
                 if pos is None:
                     continue
                 if intercept:

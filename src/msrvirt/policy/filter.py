@@ -25,7 +25,7 @@ from msrvirt.arch.kvm import (
     Access,
 )
 from msrvirt.arch.msrs import resolve_index
-from msrvirt.errors import FilterError, UsageError
+from msrvirt.errors import FilterError, UnknownNameError, UsageError
 
 X2APIC_FIRST = 0x800
 X2APIC_LAST = 0x8FF
@@ -49,7 +49,7 @@ MAX_RANGE_NMSRS = KVM_MSR_FILTER_MAX_BITMAP_SIZE * 8  # 12288 MSRs per range
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FilterRange:
-    """One `struct kvm_msr_filter_range`; ``flags`` is kept raw so invalid ranges can be modelled."""
+    """One `struct kvm_msr_filter_range`; ``flags`` stays raw so invalid ranges can be modelled."""
 
     flags: int
     base: int
@@ -92,8 +92,9 @@ class MsrFilter:
         """Whether a guest ``access`` (R or W) to ``msr`` passes the filter (kvm_msr_allowed)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return True
+        direction = int(access)  # plain int: IntFlag arithmetic is slow on this hot path
         for rng in self.ranges:
-            if rng.nmsrs and rng.flags & access and rng.covers(msr):
+            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
                 return rng.allows_bit(msr)
         return self.default_allow
 
@@ -101,8 +102,9 @@ class MsrFilter:
         """Index (into ``ranges``) of the range that decides, or None (x2APIC or default)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return None
+        direction = int(access)
         for i, rng in enumerate(self.ranges):
-            if rng.nmsrs and rng.flags & access and rng.covers(msr):
+            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
                 return i
         return None
 
@@ -171,7 +173,9 @@ class MsrFilter:
         trailing all-zero range slots are dropped.
         """
         if len(data) != KVM_MSR_FILTER_SIZE:
-            raise UsageError(f"struct kvm_msr_filter must be {KVM_MSR_FILTER_SIZE} bytes, not {len(data)}")
+            raise UsageError(
+                f"struct kvm_msr_filter must be {KVM_MSR_FILTER_SIZE} bytes, not {len(data)}"
+            )
         (flags,) = _HEADER.unpack_from(data, 0)
         slots = []
         for i in range(KVM_MSR_FILTER_MAX_RANGES):
@@ -273,7 +277,15 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
         if key not in obj:
             raise UsageError(f"{where} must have {key!r}")
     flags = _range_flags(obj["flags"], where)
-    base = _int(obj["base"], f"{where} base")
+    raw_base = obj["base"]
+    if isinstance(raw_base, str):
+        try:
+            base = resolve_index(raw_base)
+        except UnknownNameError:
+            raise UsageError(f"{where} base must be an integer, hex string or MSR name,"
+                             f" not {raw_base!r}") from None
+    else:
+        base = _int(raw_base, f"{where} base")
     nmsrs = _int(obj["nmsrs"], f"{where} nmsrs")
     if not 0 <= base <= U32:
         raise UsageError(f"{where} base must be a u32, not {base:#x}")

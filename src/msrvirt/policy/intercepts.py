@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from msrvirt.arch.kvm import Access, Backend
 from msrvirt.errors import UsageError
-from msrvirt.policy.bitmap import MsrBitmap, SvmMsrpm, VmxMsrBitmap
+from msrvirt.policy.bitmap import DIRECTIONS_OF, MsrBitmap, SvmMsrpm, VmxMsrBitmap
 from msrvirt.policy.policies import Policy, Rule
 from msrvirt.policy.scenario import Scenario
 
@@ -36,17 +36,25 @@ class Intercepts:
     """The outcome of one recomputation."""
 
     bitmap: MsrBitmap | None  # None: the backend has no MSR bitmap (PVM)
-    settings: dict[tuple[int, Access], Setting]
+    # (msr, direction) -> (last rule that set it, rule wanted intercept, filter denied); plain
+    # tuples because a recomputation makes dozens of them.
+    settings: dict[tuple[int, Access], tuple[Rule, bool, bool]]
     skipped: tuple[Rule, ...]  # rules whose condition did not hold
+    # The (msr, direction) pairs whose bit is clear: the page's clear bits as a set, so the
+    # per-access test is one hash lookup (tests check it against the page).
+    clear: frozenset[tuple[int, Access]]
 
     def intercepted(self, msr: int, access: Access) -> bool:
         """Whether a guest access (R or W) exits."""
-        if self.bitmap is None:
-            return True
-        return self.bitmap.intercepted(msr, access)
+        return (msr, access) not in self.clear
 
     def setting(self, msr: int, access: Access) -> Setting | None:
-        return self.settings.get((msr, access))
+        """The last rule that set (msr, access), or None if no rule touched it."""
+        found = self.settings.get((msr, access))
+        if found is None:
+            return None
+        rule, wanted, denied = found
+        return Setting(rule=rule, wanted_intercept=wanted, filter_denied=denied)
 
 
 def check_backend(policy: Policy, backend: Backend) -> None:
@@ -62,8 +70,9 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
     policy = scenario.policy
     backend = scenario.host.backend
     check_backend(policy, backend)
-    changes: list[tuple[int, Access, bool]] = []
-    settings: dict[tuple[int, Access], Setting] = {}
+    # Later rules override earlier ones bit by bit, as in the kernel; the page itself is
+    # built from the final settings (equivalent, and cheaper than replaying every change).
+    settings: dict[tuple[int, Access], tuple[Rule, bool, bool]] = {}
     skipped = []
     allows = scenario.filter.allows
     for rule in policy.rules:
@@ -71,20 +80,21 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
             skipped.append(rule)
             continue
         want = rule.intercept(scenario)
+        directions = DIRECTIONS_OF[rule.access]
         for msr in rule.msrs:
-            for direction in (Access.R, Access.W):
-                if not rule.access & direction:
-                    continue
+            for direction in directions:
                 denied = not want and not allows(msr, direction)
-                settings[(msr, direction)] = Setting(
-                    rule=rule, wanted_intercept=want, filter_denied=denied
-                )
-                changes.append((msr, direction, want or denied))
+                settings[(msr, direction)] = (rule, want, denied)
     bitmap: MsrBitmap | None
+    changes = [(msr, d, want or denied) for (msr, d), (_, want, denied) in settings.items()]
     if backend is Backend.VMX:
         bitmap = VmxMsrBitmap.from_changes(changes)
     elif backend is Backend.SVM:
         bitmap = SvmMsrpm.from_changes(changes)
     else:
         bitmap = None
-    return Intercepts(bitmap=bitmap, settings=settings, skipped=tuple(skipped))
+    # Every rule MSR lies inside its backend's bitmap ranges (tests/test_policies.py checks
+    # it), so a pair no rule intercepts is exactly a clear bit.
+    clear: frozenset[tuple[int, Access]] = frozenset() if bitmap is None else frozenset(
+        (msr, d) for msr, d, intercept in changes if not intercept)
+    return Intercepts(bitmap=bitmap, settings=settings, skipped=tuple(skipped), clear=clear)

@@ -10,7 +10,7 @@ Rules run in order; a later rule overrides an earlier one for the same bit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import HwCap
@@ -33,6 +33,7 @@ class Rule:
     intercept: Pred
     runs_when: str  # the condition, in words
     intercept_when: str  # when the rule intercepts, in words
+    pass_when: str  # when the rule passes through, in words
     source: str
     rationale: str
 
@@ -47,10 +48,11 @@ class Policy:
     kvm_lacks: frozenset[Feature]  # features this KVM version cannot offer guests
     description: str
     source: str
+    # Every MSR some rule of this policy can pass through (derived from ``rules``).
+    touched: frozenset[int] = field(init=False, compare=False, repr=False)
 
-    def touched(self) -> frozenset[int]:
-        """Every MSR some rule of this policy can pass through."""
-        return frozenset(m for r in self.rules for m in r.msrs)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "touched", frozenset(m for r in self.rules for m in r.msrs))
 
 
 def _always(_: Scenario) -> bool:
@@ -110,10 +112,10 @@ DEBUGCTL, SEV_ES_GHCB = 0x1D9, 0xC0010130
 
 def _rule(id: str, msrs: tuple[int, ...], access: Access, *, runs: Pred = _always,
           runs_when: str = "always", intercept: Pred = _never, intercept_when: str = "never",
-          source: str, rationale: str) -> Rule:
+          pass_when: str = "always", source: str, rationale: str) -> Rule:
     return Rule(id=id, msrs=msrs, access=access, runs=runs, intercept=intercept,
-                runs_when=runs_when, intercept_when=intercept_when, source=source,
-                rationale=rationale)
+                runs_when=runs_when, intercept_when=intercept_when, pass_when=pass_when,
+                source=source, rationale=rationale)
 
 
 VMX_UPSTREAM: tuple[Rule, ...] = (
@@ -135,6 +137,7 @@ VMX_UPSTREAM: tuple[Rule, ...] = (
           runs_when="Intel PT in host-guest mode (runtime pt_host_guest)",
           intercept=lambda s: not s.runtime.pt_tracing,
           intercept_when="guest tracing is off (RTIT_CTL.TraceEn clear)",
+          pass_when="guest is tracing",
           source=f"{_VMX} rule 6; vmx.c pt_update_intercept_for_msr",
           rationale="while the guest traces, its PT MSRs are loaded on the CPU"),
     _rule("vmx-7", (XFD,), Access.RW, runs=lambda s: s.runtime.xfd_no_write_intercept,
@@ -143,41 +146,48 @@ VMX_UPSTREAM: tuple[Rule, ...] = (
           rationale="a guest that uses XFD writes it on context switches"),
     _rule("vmx-8", (SPEC_CTRL,), Access.RW, intercept=lambda s: not s.runtime.spec_ctrl_nonzero,
           intercept_when="until the guest's first non-zero write (runtime spec_ctrl_nonzero)",
+          pass_when="guest wrote a non-zero value",
           source=f"{_VMX} rule 8",
           rationale="guests that never use SPEC_CTRL save KVM the save/restore"),
     _rule("vmx-9", (XFD_ERR,), Access.R, runs=_kvm(F.XFD), runs_when="KVM supports XFD",
           intercept=_lacks(F.XFD), intercept_when="guest lacks XFD",
+          pass_when="guest has XFD",
           source=f"{_VMX} rule 9", rationale="#NM handlers read XFD_ERR"),
     _rule("vmx-10", (PRED_CMD,), Access.W, runs=_host_ibpb, runs_when="host has IBPB",
           intercept=lambda s: not _guest_pred_cmd(s), intercept_when="guest lacks PRED_CMD",
+          pass_when="guest has PRED_CMD",
           source=f"{_VMX} rule 10", rationale="IBPB on context switch is frequent"),
     _rule("vmx-11", (FLUSH_CMD,), Access.W, runs=lambda s: F.FLUSH_L1D in s.host.features,
           runs_when="host has FLUSH_L1D",
           intercept=_lacks(F.FLUSH_L1D), intercept_when="guest lacks FLUSH_L1D",
+          pass_when="guest has FLUSH_L1D",
           source=f"{_VMX} rule 11", rationale="L1D flushes are a hot mitigation path"),
     _rule("vmx-12", PL_SSP, Access.RW, runs=_kvm(F.SHSTK), runs_when="KVM supports SHSTK",
           intercept=_lacks(F.SHSTK), intercept_when="guest lacks SHSTK",
+          pass_when="guest has SHSTK",
           source=f"{_VMX} rule 12",
           rationale="with shadow stacks the PLx_SSP MSRs live in XSAVE state KVM switches anyway"),
     _rule("vmx-13", (U_CET, S_CET), Access.RW,
           runs=lambda s: not {F.SHSTK, F.IBT}.isdisjoint(s.kvm_caps),
           runs_when="KVM supports SHSTK or IBT",
           intercept=_lacks(F.SHSTK, F.IBT), intercept_when="guest has neither IBT nor SHSTK",
+          pass_when="guest has IBT or SHSTK",
           source=f"{_VMX} rule 13", rationale="CET control MSRs are context switched"),
 )
 
-_SEED = "seed: [PATCH v9 08/22] KVM: VMX: Set FRED MSR intercepts; kvm-msr-facts.md section 3 rule 14"
+_SEED = "seed patch v9 08/22 (kvm-msr-facts.md section 3 rule 14)"
 
 FRED_V9_RULE = _rule(
     "v9-14", FRED_ALL, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", source=_SEED,
+          pass_when="guest has FRED",
     rationale="eight have VMCS guest/host fields (hardware switches them atomically); RSP0 is"
     " used only for events from ring 3, so KVM can run with the guest value and switch it lazily",
 )
 
 FRED_MINIMAL_RULE = _rule(
     "minimal-14", FRED_STACKS, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
-    intercept=_lacks(F.FRED), intercept_when="guest lacks FRED",
+    intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", pass_when="guest has FRED",
     source="review (Chao Gao, Nov 2025): kvm-msr-facts.md section 10",
     rationale="RSPs and SSPs are per task and context switched often; STKLVLS and CONFIG are"
     " written once at CPU bring-up, so they stay intercepted",
@@ -185,7 +195,7 @@ FRED_MINIMAL_RULE = _rule(
 
 FRED_V6_PL0_SSP_RULE = _rule(
     "v6-pl0", (PL0_SSP,), Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
-    intercept=_lacks(F.FRED), intercept_when="guest lacks FRED",
+    intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", pass_when="guest has FRED",
     source="FRED v6 (kvm-msr-facts.md section 10: PL0_SSP toggled with FRED; rejected)",
     rationale="FRED_SSP0 is PL0_SSP, so it followed the FRED MSRs; runs after the CET rule and"
     " overrides it",
@@ -201,38 +211,46 @@ SVM_UPSTREAM: tuple[Rule, ...] = (
     _rule("svm-lbr", LBR, Access.RW, runs=lambda s: HwCap.LBRV in s.host.hw_caps,
           runs_when="kvm_amd.lbrv", intercept=lambda s: not s.runtime.lbrv_active,
           intercept_when="LBR virtualization off in the current VMCB (runtime lbrv_active)",
+          pass_when="LBRV active",
           source=_SVM, rationale="with LBRV the VMCB holds the LBR MSRs"),
     _rule("svm-debugctl", (DEBUGCTL,), Access.RW,
           runs=lambda s: HwCap.LBRV in s.host.hw_caps,
           runs_when="kvm_amd.lbrv",
           intercept=lambda s: not (s.runtime.sev_es and s.runtime.lbrv_active),
           intercept_when="not an SEV-ES guest with LBRV active",
+          pass_when="SEV-ES guest with LBRV active",
           source=_SVM, rationale="only SEV-ES guests get DEBUGCTL passed through"),
     _rule("svm-pred-cmd", (PRED_CMD,), Access.W, runs=_host_ibpb, runs_when="host has IBPB",
           intercept=lambda s: not _guest_pred_cmd(s), intercept_when="guest lacks PRED_CMD",
+          pass_when="guest has PRED_CMD",
           source=_SVM, rationale="IBPB on context switch is frequent"),
     _rule("svm-flush-cmd", (FLUSH_CMD,), Access.W,
           runs=lambda s: F.FLUSH_L1D in s.host.features, runs_when="host has FLUSH_L1D",
           intercept=_lacks(F.FLUSH_L1D), intercept_when="guest lacks FLUSH_L1D",
+          pass_when="guest has FLUSH_L1D",
           source=_SVM, rationale="L1D flushes are a hot mitigation path"),
     _rule("svm-spec-ctrl", (SPEC_CTRL,), Access.RW,
           intercept=lambda s: not _guest_spec_ctrl(s) if HwCap.V_SPEC_CTRL in s.host.hw_caps
           else not s.runtime.spec_ctrl_nonzero,
           intercept_when="with V_SPEC_CTRL: guest lacks SPEC_CTRL; without: until the first"
           " non-zero write",
+          pass_when="with V_SPEC_CTRL: guest has SPEC_CTRL; without: after a non-zero write",
           source=_SVM, rationale="V_SPEC_CTRL keeps the guest value in the VMCB"),
     _rule("svm-sysenter-eip-esp", (0x175, 0x176), Access.RW,
           intercept=lambda s: s.vendor is Vendor.INTEL,
           intercept_when="guest CPUID vendor is Intel-compatible",
+          pass_when="guest CPUID vendor is AMD",
           source=_SVM, rationale="AMD stores only 32 bits; KVM keeps the high halves for"
           " Intel-compatible guests"),
     _rule("svm-aperfmperf", (APERF, MPERF), Access.R,
           intercept=lambda s: not s.runtime.aperfmperf_in_guest,
           intercept_when="APERF/MPERF not in the guest", source=_SVM,
+          pass_when="APERF/MPERF in the guest",
           rationale="the guest reads the real counters"),
     _rule("svm-cet", (U_CET, S_CET, *PL_SSP), Access.RW, runs=_kvm(F.SHSTK),
           runs_when="KVM supports SHSTK", intercept=_lacks(F.SHSTK),
           intercept_when="guest lacks SHSTK", source=_SVM,
+          pass_when="guest has SHSTK",
           rationale="with shadow stacks the CET state is switched by XSAVES/VMCB"),
     _rule("svm-sev-es", (SEV_ES_GHCB, EFER, PAT), Access.RW, runs=lambda s: s.runtime.sev_es,
           runs_when="SEV-ES guest (runtime sev_es)",
@@ -242,22 +260,25 @@ SVM_UPSTREAM: tuple[Rule, ...] = (
           runs=lambda s: s.runtime.sev_es and HwCap.V_TSC_AUX in s.host.hw_caps,
           runs_when="SEV-ES guest and V_TSC_AUX", intercept=_lacks(F.RDTSCP, F.RDPID),
           intercept_when="guest has neither RDTSCP nor RDPID",
+          pass_when="guest has RDTSCP or RDPID",
           source=f"{_SVM}; [S3]", rationale="V_TSC_AUX virtualizes TSC_AUX"),
     _rule("svm-sev-es-xss", (XSS,), Access.RW, runs=lambda s: s.runtime.sev_es,
           runs_when="SEV-ES guest", intercept=_lacks(F.XSAVES),
           intercept_when="guest lacks XSAVES", source=f"{_SVM}; [S3]",
+          pass_when="guest has XSAVES",
           rationale="XSS is switched by hardware for SEV-ES"),
 )
 
 SVM_FRED_RULE = _rule(
     "svm-fred", FRED_ALL, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED (Sean's v2 condition)",
+          pass_when="guest has FRED",
     source="AMD SVM FRED series 2/7 (2026-01-29) and review: kvm-svm-common-pvm-facts.md 1c",
     rationale="VMCB FRED fields; RSP0 saved/restored around VMRUN in software",
 )
 
 _BITMAP_BACKENDS = frozenset({Backend.VMX})
-_FRED = frozenset()  # KVM versions with FRED support lack nothing
+_FRED: frozenset[Feature] = frozenset()  # KVM versions with FRED support lack nothing
 _NO_FRED = frozenset({F.FRED})
 
 POLICIES: dict[str, Policy] = {

@@ -46,7 +46,8 @@ class Runtime:
             key, _, raw = item.partition("=")
             key = key.strip().replace("-", "_")
             if key not in cls.names():
-                raise UsageError(f"runtime state must be one of {', '.join(cls.names())}, not {key!r}")
+                known = ", ".join(cls.names())
+                raise UsageError(f"runtime state must be one of {known}, not {key!r}")
             if raw.strip().lower() in ("", "1", "true", "yes", "on"):
                 values[key] = True
             elif raw.strip().lower() in ("0", "false", "no", "off"):
@@ -59,6 +60,9 @@ class Runtime:
         return [f.name for f in fields(self) if getattr(self, f.name)]
 
 
+NO_EXITS = ExitReason(0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """Host, guest CPUID, userspace filter and exit mask, KVM policy, runtime state."""
@@ -67,19 +71,19 @@ class Scenario:
     guest: frozenset[Feature]  # the features the guest CPUID asks for
     policy: Policy
     filter: MsrFilter = NO_FILTER
-    exits: ExitReason = ExitReason(0)
+    exits: ExitReason = NO_EXITS
     runtime: Runtime = field(default_factory=Runtime)
     guest_vendor: Vendor | None = None  # None: same as the host
+    # Derived in __post_init__ (read on every decision, so computed once):
+    # kvm_cpu_cap_has: the host's features minus what this KVM version lacks;
+    kvm_caps: frozenset[Feature] = field(init=False, compare=False, repr=False)
+    # guest_cpu_cap_has: the guest CPUID masked by KVM's caps.
+    guest_caps: frozenset[Feature] = field(init=False, compare=False, repr=False)
 
-    @property
-    def kvm_caps(self) -> frozenset[Feature]:
-        """What KVM supports (kvm_cpu_cap_has): the host's features minus what this KVM lacks."""
-        return self.host.features - self.policy.kvm_lacks
-
-    @property
-    def guest_caps(self) -> frozenset[Feature]:
-        """What the guest effectively has (guest_cpu_cap_has): its CPUID masked by KVM's caps."""
-        return self.guest & self.kvm_caps
+    def __post_init__(self) -> None:
+        kvm = self.host.features - self.policy.kvm_lacks
+        object.__setattr__(self, "kvm_caps", kvm)
+        object.__setattr__(self, "guest_caps", self.guest & kvm)
 
     @property
     def vendor(self) -> Vendor:

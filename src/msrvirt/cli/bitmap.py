@@ -1,0 +1,83 @@
+"""`msrvirt bitmap`: the exact VMX MSR bitmap / SVM MSR permission map of a scenario."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+from msrvirt.arch.kvm import Access
+from msrvirt.arch.msrs import display_name
+from msrvirt.cli.options import (
+    add_scenario_options,
+    print_json,
+    scenario_from_args,
+    write_atomically,
+)
+from msrvirt.errors import UsageError
+from msrvirt.policy.intercepts import check_backend, compute_intercepts
+from msrvirt.policy.policies import policy
+from msrvirt.report.jsonout import diff_json, scenario_json
+from msrvirt.report.tables import console, diff_table, scenario_line
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bitmap", help="the exact MSR bitmap page of a scenario",
+                       description=__doc__)
+    add_scenario_options(p)
+    p.add_argument("--out", metavar="FILE",
+                   help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE")
+    p.add_argument("--diff", metavar="POLICY", help="list what POLICY changes in the page")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = scenario_from_args(args)
+    bitmap = compute_intercepts(s).bitmap
+    if bitmap is None:
+        raise UsageError(f"host {s.host.name} ({s.host.backend.value}) has no MSR bitmap:"
+                         " every guest MSR access exits")
+    diff = None
+    if args.diff:
+        other = replace(s, policy=policy(args.diff))
+        check_backend(other.policy, s.host.backend)
+        other_bitmap = compute_intercepts(other).bitmap
+        assert other_bitmap is not None
+        diff = bitmap.diff(other_bitmap)
+    if args.out:
+        write_atomically(args.out, bitmap.to_bytes())
+    clear = bitmap.passthrough()
+    by_msr: dict[int, Access] = {}
+    for msr, access in clear:
+        by_msr[msr] = by_msr.get(msr, Access(0)) | access
+    if args.json:
+        obj: dict[str, Any] = {
+            "scenario": scenario_json(s),
+            "kind": bitmap.KIND,
+            "size": bitmap.SIZE,
+            "sha256": hashlib.sha256(bitmap.to_bytes()).hexdigest(),
+            "passthrough": [
+                {"index": m, "name": display_name(m), "read": bool(a & Access.R),
+                 "write": bool(a & Access.W)} for m, a in sorted(by_msr.items())
+            ],
+        }
+        if diff is not None:
+            obj["diff"] = {"policy": args.diff, "rows": [diff_json(r) for r in diff]}
+        if args.out:
+            obj["out"] = args.out
+        print_json(obj)
+        return 0
+    out = console()
+    out.print(f"{bitmap.KIND}, {bitmap.SIZE} bytes, sha256"
+              f" {hashlib.sha256(bitmap.to_bytes()).hexdigest()[:16]}…")
+    out.print(f"scenario: {scenario_line(s)}")
+    out.print(f"passed through ({len(by_msr)} MSRs; every other access exits):")
+    for m, a in sorted(by_msr.items()):
+        out.print(f"  {m:#010x}  {display_name(m):<24} {a.label}")
+    if diff is not None:
+        out.print(diff_table(f"{s.policy.name} -> {args.diff}: {len(diff)} bit(s) differ", diff))
+    if args.out:
+        out.print(f"wrote {bitmap.SIZE} bytes to {args.out}")
+    return 0

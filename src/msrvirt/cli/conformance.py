@@ -1,0 +1,90 @@
+"""`msrvirt conformance`: run the probe corpus on this host's KVM and hold the model to it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from msrvirt.cli.options import parse_guest, print_json, read_data_file
+from msrvirt.conform.corpus import Row, builtin, rows
+from msrvirt.conform.predict import Scope, predict
+from msrvirt.conform.scenario import ProbeScenario, parse
+from msrvirt.errors import FileFormatError, MsrvirtError
+from msrvirt.live import fingerprint as fp_mod
+from msrvirt.live.conformance import run_scenario
+from msrvirt.live.kvm import Kvm
+from msrvirt.report.conformance import rows_table, summary_table
+from msrvirt.report.tables import console
+
+SWEEP_ROWS = 1000  # a scenario with more operations is summarised unless --full
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("conformance", help="run the probe corpus on this host and compare"
+                       " every outcome with the model", description=__doc__)
+    p.add_argument("--scenario", metavar="FILE", action="append",
+                   help="run these scenario files instead of the built-in corpus")
+    p.add_argument("--full", action="store_true",
+                   help=f"print every row, also of scenarios over {SWEEP_ROWS} operations")
+    p.add_argument("--json", action="store_true", help="print one JSON object (docs/json.md)")
+    p.set_defaults(run=run)
+
+
+def load_scenarios(paths: list[str] | None) -> list[ProbeScenario]:
+    if not paths:
+        return builtin()
+    out = []
+    for path in paths:
+        try:
+            out.append(parse(read_data_file(path)))
+        except FileFormatError:
+            raise
+        except MsrvirtError as err:
+            raise FileFormatError(path, str(err)) from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    scenarios = load_scenarios(args.scenario)
+    with Kvm() as kvm:
+        fingerprint = fp_mod.take(kvm)
+        host = fp_mod.host_profile(fingerprint)
+        all_rows: list[Row] = []
+        summary = []
+        total = sum(ps.op_count for ps in scenarios)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console_err(), transient=True,
+                      disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("conformance", total=total)
+            for ps in scenarios:
+                bar.update(task, description=ps.name[:40])
+                result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features),
+                                      progress=lambda n: bar.advance(task, n))
+                predicted = list(predict(host, result.guest_features, ps))
+                got = rows(ps, predicted, result.observed)
+                all_rows.extend(got)
+                summary.append((ps.name, len(got),
+                                sum(r.predicted.scope is Scope.FULL for r in got),
+                                sum(not r.agree for r in got)))
+    bad = sum(s[3] for s in summary)
+    if args.json:
+        print_json({"host": fingerprint.to_obj(), "results": [r.to_obj() for r in all_rows]})
+        return 1 if bad else 0
+    out = console()
+    shown = [r for r in all_rows
+             if args.full or not r.agree
+             or next(s for s in summary if s[0] == r.scenario)[1] <= SWEEP_ROWS]
+    out.print(rows_table(shown, f"conformance on {host.description}"))
+    out.print(summary_table(summary))
+    out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations,"
+              f" {len(all_rows) - bad} agree, {bad} disagree")
+    return 1 if bad else 0
+
+
+def console_err() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,79 @@
+"""`msrvirt decide`: one MSR access, its full outcome and the chain of reasons."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.text import Text
+
+from msrvirt.arch.kvm import Access
+from msrvirt.arch.msrs import display_name, resolve_index
+from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
+from msrvirt.errors import UsageError
+from msrvirt.policy.decide import Initiator, MsrAccess, decide
+from msrvirt.report.jsonout import decision_json, scenario_json
+from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("decide", help="the outcome of one RDMSR/WRMSR", description=__doc__)
+    p.add_argument("--msr", required=True, metavar="NAME|INDEX")
+    rw = p.add_mutually_exclusive_group(required=True)
+    rw.add_argument("--read", action="store_true", help="RDMSR / KVM_GET_MSRS")
+    rw.add_argument("--write", metavar="VALUE", help="WRMSR / KVM_SET_MSRS of VALUE")
+    p.add_argument("--host-initiated", action="store_true",
+                   help="userspace KVM_GET_MSRS/KVM_SET_MSRS instead of the guest")
+    add_scenario_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def parse_value(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise UsageError(f"--write VALUE must be an integer such as 0x1000, not {text!r}") from None
+    if value < 0:
+        value &= (1 << 64) - 1  # -1 means all ones, as in C
+    if value >> 64:
+        raise UsageError(f"--write VALUE must fit in 64 bits, not {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    s = scenario_from_args(args)
+    index = resolve_index(args.msr)
+    req = MsrAccess(
+        msr=index,
+        access=Access.R if args.read else Access.W,
+        value=0 if args.read else parse_value(args.write),
+        initiator=Initiator.HOST if args.host_initiated else Initiator.GUEST,
+    )
+    d = decide(s, req)
+    if args.json:
+        print_json({
+            "scenario": scenario_json(s),
+            "access": {"index": index, "name": display_name(index),
+                       "access": req.access.label, "value": req.value,
+                       "initiator": req.initiator.value},
+            "decision": {**decision_json(d), "kvm_ret": d.kvm_ret.name if d.kvm_ret else None,
+                         "value": d.value, "exact": d.exact},
+        })
+        return 0
+    out = console()
+    who = "host KVM_SET_MSRS" if req.access is Access.W else "host KVM_GET_MSRS"
+    if req.initiator is Initiator.GUEST:
+        who = "guest WRMSR" if req.access is Access.W else "guest RDMSR"
+    what = f" value {req.value:#x}" if req.access is Access.W else ""
+    out.print(f"{who} {display_name(index)} ({index:#x}){what}")
+    out.print(f"scenario: {scenario_line(s)}")
+    line = Text("outcome: ").append_text(outcome_text(d))
+    if d.value is not None:
+        line.append(f"  (reads {d.value:#x})")
+    if not d.exact:
+        line.append("  (model not exact for this MSR beyond the filter)")
+    out.print(line)
+    for text in decision_lines(d):
+        out.print(text)
+    return 0

@@ -1,0 +1,57 @@
+"""`msrvirt probe FILE`: run one probe scenario on this host's KVM and record what happened."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.table import Table
+
+from msrvirt.cli.conformance import load_scenarios
+from msrvirt.cli.options import parse_guest, write_atomically
+from msrvirt.conform.scenario import describe, ops_of
+from msrvirt.live import fingerprint as fp_mod
+from msrvirt.live.conformance import run_scenario
+from msrvirt.live.kvm import Kvm
+from msrvirt.report.conformance import op_text, seen_text
+from msrvirt.report.tables import console
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("probe", help="run one probe scenario on /dev/kvm", description=__doc__)
+    p.add_argument("file", metavar="FILE", help="probe scenario (JSON, docs/formats.md)")
+    p.add_argument("--json", metavar="OUT",
+                   help="write the fingerprint and every observed outcome to OUT ('-': stdout)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    (ps,) = load_scenarios([args.file])
+    with Kvm() as kvm:
+        fingerprint = fp_mod.take(kvm)
+        host = fp_mod.host_profile(fingerprint)
+        result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features))
+    ops = ops_of(ps.steps)
+    doc = {
+        "host": fingerprint.to_obj(),
+        "scenario": ps.name,
+        "guest_features": sorted(f.value for f in result.guest_features),
+        "results": [{"op": describe(op), "observed": s.to_obj()}
+                    for op, s in zip(ops, result.observed, strict=True)],
+    }
+    if args.json == "-":
+        print(json.dumps(doc, indent=2))
+        return 0
+    if args.json:
+        write_atomically(args.json, (json.dumps(doc, indent=2) + "\n").encode())
+    table = Table(title=f"{ps.name} on {host.description}", title_justify="left")
+    table.add_column("operation")
+    table.add_column("observed")
+    for op, s in zip(ops, result.observed, strict=True):
+        table.add_row(op_text(op), seen_text(s))
+    out = console()
+    out.print(table)
+    if args.json:
+        out.print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,64 @@
+"""The built-in conformance corpus (conform/corpus/*.json) and loading scenario files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from msrvirt.conform.predict import Prediction, Seen, agrees
+from msrvirt.conform.scenario import EnableExits, ProbeScenario, SetFilter, describe, ops_of, parse
+from msrvirt.errors import FileFormatError, MsrvirtError
+from msrvirt.policy.decide import MsrAccess
+
+
+def builtin_files() -> list[tuple[str, str]]:
+    """(file name, text) of every built-in scenario, in order."""
+    root = resources.files("msrvirt.conform") / "corpus"
+    return sorted((f.name, f.read_text()) for f in root.iterdir() if f.name.endswith(".json"))
+
+
+def load_text(name: str, text: str) -> ProbeScenario:
+    """Parse one scenario file's text; FileFormatError names the file and the bad value."""
+    try:
+        return parse(json.loads(text))
+    except json.JSONDecodeError as err:
+        raise FileFormatError(name, f"not valid JSON: {err}") from None
+    except MsrvirtError as err:
+        raise FileFormatError(name, str(err)) from None
+
+
+def builtin() -> list[ProbeScenario]:
+    return [load_text(name, text) for name, text in builtin_files()]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One operation of one scenario: what the model predicted, what the kernel did."""
+
+    scenario: str
+    op: MsrAccess | SetFilter | EnableExits
+    predicted: Prediction
+    observed: Seen
+
+    @property
+    def agree(self) -> bool:
+        return agrees(self.predicted, self.observed)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "op": describe(self.op),
+            "predicted": {**self.predicted.seen.to_obj(), "scope": self.predicted.scope.value,
+                          "why": self.predicted.why},
+            "observed": self.observed.to_obj(),
+            "agree": self.agree,
+        }
+
+
+def rows(ps: ProbeScenario, predicted: list[Prediction], observed: tuple[Seen, ...]) -> list[Row]:
+    """Zip a scenario's operations, predictions and observations into rows."""
+    ops = ops_of(ps.steps)
+    return [Row(scenario=ps.name, op=op, predicted=p, observed=o)
+            for op, p, o in zip(ops, predicted, observed, strict=True)]

@@ -1,0 +1,281 @@
+"""Probe scenarios: what to set up in a real VM, which MSR accesses to make, how userspace
+answers exits.  Files are JSON (docs/formats.md, "Probe scenario"); the built-in corpus is
+in conform/corpus/.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from msrvirt.arch.kvm import Access, ExitReason
+from msrvirt.arch.msrs import resolve_index
+from msrvirt.errors import UsageError
+from msrvirt.policy.decide import Initiator, MsrAccess
+from msrvirt.policy.filter import FilterRange, MsrFilter, bitmap_from_bits
+
+U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """How userspace answers a KVM_EXIT_X86_RDMSR/WRMSR: an error (the guest gets #GP) or
+    success with ``value`` for a read."""
+
+    error: bool
+    value: int = 0
+
+
+GP = Answer(error=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answers:
+    """Userspace's answers: per (MSR, direction), else ``default``."""
+
+    default: Answer = GP
+    specific: tuple[tuple[int, Access, Answer], ...] = ()
+
+    def answer(self, msr: int, access: Access) -> Answer:
+        for index, direction, ans in self.specific:
+            if index == msr and direction is access:
+                return ans
+        return self.default
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestOps:
+    """Guest RDMSR/WRMSR, in order, in one guest run."""
+
+    ops: tuple[MsrAccess, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostOps:
+    """KVM_GET_MSRS / KVM_SET_MSRS, one entry each, in order."""
+
+    ops: tuple[MsrAccess, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetFilter:
+    """KVM_X86_SET_MSR_FILTER with ``filter`` (which may be invalid on purpose)."""
+
+    filter: MsrFilter
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnableExits:
+    """KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR) with a raw mask (which may be invalid)."""
+
+    mask: int
+
+
+Step = GuestOps | HostOps | SetFilter | EnableExits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeScenario:
+    """One probe scenario: guest CPUID edits, initial exits and filter, answers, steps."""
+
+    name: str
+    source: str
+    guest: str  # guest CPUID, in --guest syntax over the host's supported CPUID
+    exits: ExitReason
+    filter: MsrFilter | None
+    answers: Answers
+    steps: tuple[Step, ...]
+
+    @property
+    def op_count(self) -> int:
+        return sum(len(s.ops) if isinstance(s, GuestOps | HostOps) else 1 for s in self.steps)
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be an integer, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            pass
+    raise UsageError(f"{what} must be an integer or hex string, not {value!r}")
+
+
+def _exits(value: object, what: str) -> ExitReason:
+    if isinstance(value, list):
+        out = ExitReason(0)
+        for name in value:
+            try:
+                out |= ExitReason[str(name).upper()]
+            except KeyError:
+                raise UsageError(
+                    f"{what} must be among filter, unknown, inval; not {name!r}") from None
+        return out
+    raise UsageError(f"{what} must be a list of exit reasons, not {value!r}")
+
+
+def _op(obj: object, initiator: Initiator, where: str) -> MsrAccess:
+    if not isinstance(obj, Mapping) or len({"read", "write"} & set(obj)) != 1:
+        raise UsageError(f"{where} must be {{\"read\": MSR}} or {{\"write\": MSR, \"value\": V}},"
+                         f" not {obj!r}")
+    extra = set(obj) - {"read", "write", "value"}
+    if extra:
+        raise UsageError(f"{where} keys must be read, write, value; not {sorted(extra)[0]!r}")
+    if "read" in obj:
+        return MsrAccess(resolve_index(obj["read"]), Access.R, 0, initiator)
+    value = _int(obj.get("value", 0), f"{where} value") & U64
+    return MsrAccess(resolve_index(obj["write"]), Access.W, value, initiator)
+
+
+def _answer(obj: object, access: Access, where: str) -> Answer:
+    if obj == "gp":
+        return GP
+    if obj == "ok":
+        return Answer(error=False)
+    if access is Access.R:
+        return Answer(error=False, value=_int(obj, where) & U64)
+    raise UsageError(f'{where} must be "gp" or "ok" for a write, not {obj!r}')
+
+
+def _answers(obj: object) -> Answers:
+    if obj is None:
+        return Answers()
+    if not isinstance(obj, Mapping):
+        raise UsageError(f"answers must be an object, not {obj!r}")
+    default = GP
+    specific = []
+    for key, spec in obj.items():
+        if key == "default":
+            if spec not in ("gp", "ok"):
+                raise UsageError(f'answers default must be "gp" or "ok", not {spec!r}')
+            default = _answer(spec, Access.W, "answers default")
+            continue
+        index = resolve_index(key)
+        if not isinstance(spec, Mapping):
+            spec = {"read": spec, "write": spec if spec in ("gp", "ok") else "ok"}
+        for direction, access in (("read", Access.R), ("write", Access.W)):
+            if direction in spec:
+                specific.append((index, access, _answer(spec[direction], access,
+                                                        f"answer for {key} {direction}")))
+    return Answers(default=default, specific=tuple(specific))
+
+
+def _step(obj: object, i: int) -> Step:
+    where = f"step {i}"
+    if not isinstance(obj, Mapping) or len(obj) != 1:
+        raise UsageError(f"{where} must be an object with one of guest, host, set_filter,"
+                         f" enable_exits, not {obj!r}")
+    ((kind, body),) = obj.items()
+    if kind in ("guest", "host"):
+        if not isinstance(body, list):
+            raise UsageError(f"{where} {kind} must be a list of operations, not {body!r}")
+        initiator = Initiator.GUEST if kind == "guest" else Initiator.HOST
+        ops = tuple(_op(o, initiator, f"{where} op {j}") for j, o in enumerate(body))
+        return GuestOps(ops=ops) if kind == "guest" else HostOps(ops=ops)
+    if kind == "set_filter":
+        return SetFilter(filter=MsrFilter.from_obj(body))
+    if kind == "enable_exits":
+        if isinstance(body, list):
+            return EnableExits(mask=int(_exits(body, f"{where} enable_exits")))
+        return EnableExits(mask=_int(body, f"{where} enable_exits"))
+    raise UsageError(f"{where} kind must be guest, host, set_filter or enable_exits, not {kind!r}")
+
+
+def parse(obj: object) -> ProbeScenario:
+    """A ProbeScenario from its JSON object; UsageError names the bad value."""
+    if not isinstance(obj, Mapping):
+        raise UsageError(f"a probe scenario must be an object, not {type(obj).__name__}")
+    known = {"name", "source", "guest", "exits", "filter", "answers", "steps", "sweep"}
+    extra = sorted(set(obj) - known)
+    if extra:
+        raise UsageError(f"probe scenario keys must be among {sorted(known)}, not {extra[0]!r}")
+    if "name" not in obj:
+        raise UsageError("a probe scenario must have a name")
+    if "sweep" in obj:
+        return sweep(obj)
+    steps = obj.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise UsageError("a probe scenario must have a non-empty list of steps")
+    return ProbeScenario(
+        name=str(obj["name"]),
+        source=str(obj.get("source", "")),
+        guest=str(obj.get("guest", "host")),
+        exits=_exits(obj.get("exits", []), "exits"),
+        filter=None if obj.get("filter") is None else MsrFilter.from_obj(obj["filter"]),
+        answers=_answers(obj.get("answers")),
+        steps=tuple(_step(s, i) for i, s in enumerate(steps)),
+    )
+
+
+SWEEP_RANGES = ((0x0000_0000, 0x0000_1FFF), (0xC000_0000, 0xC000_1FFF))
+
+
+def random_filter(rnd: random.Random, lo: int, hi: int) -> MsrFilter:
+    """A valid filter of up to 16 random ranges over [lo, hi], with random allow bits."""
+    ranges = []
+    for _ in range(rnd.randint(1, 16)):
+        base = rnd.randint(lo, hi)
+        nmsrs = rnd.randint(1, min(0x800, hi - base + 1))
+        allowed = [i for i in range(nmsrs) if rnd.random() < 0.5]
+        ranges.append(FilterRange(flags=rnd.choice([1, 2, 3]), base=base, nmsrs=nmsrs,
+                                  allow_bits=bitmap_from_bits(nmsrs, allowed, set_listed=True)))
+    return MsrFilter(flags=rnd.randint(0, 1), ranges=tuple(ranges))
+
+
+def sweep(obj: Mapping[str, Any]) -> ProbeScenario:
+    """Expand a sweep: read and write 0 to every index of both VMX bitmap ranges, under a
+    seeded random filter (half the ranges over each bitmap range), all exits enabled.
+
+    ``{"name": ..., "sweep": {"seed": 7}}``; writes go last so reads see reset values.
+    """
+    spec = obj["sweep"]
+    if not isinstance(spec, Mapping):
+        raise UsageError(f"sweep must be an object, not {spec!r}")
+    seed = _int(spec.get("seed", 0), "sweep seed")
+    rnd = random.Random(seed)
+    low, high = random_filter(rnd, *SWEEP_RANGES[0]), random_filter(rnd, *SWEEP_RANGES[1])
+    flt = MsrFilter(flags=low.flags, ranges=(low.ranges[:8] + high.ranges[:8]))
+    indices = [i for lo, hi in SWEEP_RANGES for i in range(lo, hi + 1)]
+    reads = tuple(MsrAccess(i, Access.R) for i in indices)
+    writes = tuple(MsrAccess(i, Access.W, 0) for i in indices)
+    return ProbeScenario(
+        name=str(obj["name"]),
+        source=str(obj.get("source", f"seeded random filter, seed {seed}")),
+        guest=str(obj.get("guest", "host")),
+        exits=ExitReason.INVAL | ExitReason.UNKNOWN | ExitReason.FILTER,
+        filter=flt,
+        answers=Answers(),
+        steps=(GuestOps(ops=reads), GuestOps(ops=writes)),
+    )
+
+
+def describe(op: MsrAccess | SetFilter | EnableExits) -> dict[str, Any]:
+    """The JSON form of one operation of a scenario (the conformance table's `op`)."""
+    if isinstance(op, SetFilter):
+        return {"kind": "set_filter", "filter": op.filter.to_obj()}
+    if isinstance(op, EnableExits):
+        return {"kind": "enable_exits", "mask": op.mask}
+    from msrvirt.arch.msrs import display_name
+
+    kind = ("guest_" if op.initiator is Initiator.GUEST else "host_") + (
+        "rdmsr" if op.access is Access.R else "wrmsr")
+    out: dict[str, Any] = {"kind": kind, "index": op.msr, "name": display_name(op.msr)}
+    if op.access is Access.W:
+        out["value"] = op.value
+    return out
+
+
+def ops_of(steps: Sequence[Step]) -> list[MsrAccess | SetFilter | EnableExits]:
+    """Every operation of ``steps``, flattened in order."""
+    out: list[MsrAccess | SetFilter | EnableExits] = []
+    for s in steps:
+        if isinstance(s, GuestOps | HostOps):
+            out.extend(s.ops)
+        else:
+            out.append(s)
+    return out
