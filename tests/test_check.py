@@ -12,6 +12,7 @@ from msrvirt.machine.designs import DESIGNS, Verdict, design
 from msrvirt.machine.model import Bounds, Machine
 from msrvirt.report.check import event_label, to_json, trace_lines
 
+
 @pytest.fixture(scope="module")
 def v9_result() -> Result:
     return explore(Machine(design("v9")))
