@@ -66,8 +66,9 @@ class Invariant:
 def _host_safety(m: Machine, s: State, ev: Event, obs: Observation) -> str | None:
     if obs.kind is not ObsKind.HOST_DELIVERY:
         return None
+    wanted = m.host_values(s, obs.cpu)
     for slot, value in obs.values:
-        want = m.host_value(s, obs.cpu, slot)
+        want = wanted[slot]
         if value != want:
             return (f"host event on cpu{obs.cpu} used {slot.label} = {value_name(value)},"
                     f" the host needs {value_name(want)}")

@@ -312,7 +312,8 @@ def _mask_bit(slot: Slot, access: Access) -> int:
     return 1 << (2 * slot + (1 if access is Access.W else 0))
 
 
-_READ_BIT = tuple(1 << (2 * slot) for slot in Slot)  # indexed by slot
+_READ_BIT = tuple(_mask_bit(slot, Access.R) for slot in Slot)  # indexed by slot
+_BIT = {a: tuple(_mask_bit(slot, a) for slot in Slot) for a in (Access.R, Access.W)}
 
 
 def _intercept_bits(found: Intercepts) -> int:
@@ -354,7 +355,7 @@ class Machine:
             sum(_mask_bit(slot, access) for slot in SLOTS for access in (Access.R, Access.W)
                 if not flt.msr_filter.allows(slot.msr, access))
             for flt in FilterChoice)
-        # The host's own value of each slot per CPU; RSP0 depends on the task (host_value).
+        # The host's own value of each slot per CPU; RSP0 depends on the task (host_values).
         self._host_values = tuple(
             (INVALID, exc_stack(c), HOST_STKLVLS, HOST_SSP, HOST_CONFIG, HOST_PL0_SSP)
             for c in range(bounds.cpus))
@@ -513,11 +514,12 @@ class Machine:
     def _shstk(lst: Sequence[int]) -> bool:
         return lst[G_CPUID] == _FRED_SHSTK
 
-    def _intercepted(self, lst: Sequence[int], slot: Slot, access: Access) -> bool:
-        return bool(lst[G_BITMAP] & _mask_bit(slot, access))
+    @staticmethod
+    def _intercepted(lst: Sequence[int], slot: Slot, access: Access) -> bool:
+        return bool(lst[G_BITMAP] & _BIT[access][slot])
 
     def _filter_allows(self, lst: Sequence[int], slot: Slot, access: Access) -> bool:
-        return not self._denied[lst[G_FILTER]] & _mask_bit(slot, access)
+        return not self._denied[lst[G_FILTER]] & _BIT[access][slot]
 
     def _exit_to_user(self, lst: list[int], c: int) -> None:
         """arch_exit_to_user_mode_prepare: rewrite RSP0 and the cache if the cache differs."""
@@ -752,18 +754,16 @@ class Machine:
 
     # -- queries the invariants use --------------------------------------------------------------
 
-    def host_value(self, s: State, cpu: int, slot: Slot) -> int:
-        """The value the host kernel needs in ``slot`` on ``cpu`` (kvm-msr-facts.md 7, 8)."""
-        if slot is Slot.RSP0:
-            return stack_top(s[CPU_BASE + cpu * CPU_STRIDE + C_TASK])
-        return self._host_values[cpu][slot]
+    def host_values(self, s: State, cpu: int) -> tuple[int, ...]:
+        """The values the host kernel needs on ``cpu``, indexed by slot (kvm-msr-facts.md 7, 8).
+
+        RSP0: the running task's stack top; RSP1: the CPU's exception stack; the rest fixed.
+        """
+        return (stack_top(s[CPU_BASE + cpu * CPU_STRIDE + C_TASK]), *self._host_values[cpu][1:])
 
     def filter_allows(self, s: State, slot: Slot, access: Access) -> bool:
         """Whether the installed userspace filter allows a guest ``access`` to ``slot``."""
         return self._filter_allows(s, slot, access)
-
-    def guest_cpu(self, s: State) -> GuestCpu:
-        return GuestCpu(s[G_CPUID])
 
     @staticmethod
     def cpu_field(cpu: int, offset: int) -> int:
