@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
+from msrvirt.check.invariants import INVARIANTS, Invariant, Scope, TransitionCheck
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design, Verdict
 from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Ev, Event, Machine, ObsKind, State
@@ -115,24 +115,29 @@ def explore(machine: Machine, *, depth: int | None = None,
                 state_pending.remove(inv)
 
     check_state(init)
-    # Transition invariants still pending, by the observation kind they judge.
-    judges: list[list[Invariant]] = [[i for i in trans_pending if k in i.observes] for k in ObsKind]
+    # Transition invariants still pending, with their checks, by the observation kind judged.
+    judges: list[list[tuple[Invariant, TransitionCheck]]] = [
+        [(i, i.transition_check) for i in trans_pending
+         if k in i.observes and i.transition_check is not None]
+        for k in ObsKind]
     events, step, observe = machine.events, machine.step, machine.observe
     frontier = [init]
     level = transitions = 0
     next_report = PROGRESS_EVERY
     while frontier and (depth is None or level < depth):
         following: list[State] = []
+        add = following.append
         for state in frontier:
-            for ev in events(state):
-                transitions += 1
+            enabled = events(state)
+            transitions += len(enabled)
+            for ev in enabled:
                 after = step(state, ev)
                 if ev.kind in OBSERVABLE:
                     obs = observe(state, ev)
                     assert obs is not None
-                    for inv in judges[obs.kind]:
-                        assert inv.transition_check is not None
-                        message = inv.transition_check(machine, state, ev, obs)
+                    caught = len(found)
+                    for inv, judge in judges[obs.kind]:
+                        message = judge(machine, state, ev, obs)
                         if message is not None:
                             # The trace ends with this event, wherever it leads.
                             steps_to = [*_trace(parents, state), (ev, after)]
@@ -140,12 +145,14 @@ def explore(machine: Machine, *, depth: int | None = None,
                                 invariant=inv.name, message=message, initial=init,
                                 events=tuple(e for e, _ in steps_to),
                                 states=tuple(s for _, s in steps_to))
-                            for judged in judges:
-                                if inv in judged:
-                                    judged.remove(inv)
+                    if len(found) != caught:
+                        # Pruned after the loop, not during it, so that every invariant
+                        # this transition breaks is recorded at this (shortest) length.
+                        for judged in judges:
+                            judged[:] = [p for p in judged if p[0].name not in found]
                 if after is not state and after not in parents:
                     parents[after] = (state, ev)
-                    following.append(after)
+                    add(after)
                     if state_pending:
                         check_state(after)
             if progress is not None and len(parents) >= next_report:
