@@ -62,9 +62,8 @@ class Result:
 
     def first_counterexample(self) -> Counterexample | None:
         """The shortest counterexample (ties: the invariant listed first)."""
-        if not self.counterexamples:
-            return None
-        return min(self.counterexamples.values(), key=len)
+        ordered = [self.counterexamples[n] for n in self.verdicts if n in self.counterexamples]
+        return min(ordered, key=len) if ordered else None
 
 
 Parents = dict[State, tuple[State, Event] | None]
