@@ -9,8 +9,20 @@ from msrvirt.check.explore import Result, check_design, explore
 from msrvirt.check.invariants import BY_NAME, INVARIANTS, Scope, invariant
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
-from msrvirt.machine.model import Bounds, Machine
-from msrvirt.report.check import event_label, to_json, trace_lines
+from msrvirt.machine.model import (
+    Bounds,
+    FieldKind,
+    FilterChoice,
+    GuestCpu,
+    Machine,
+    Mode,
+    Parked,
+    Ring,
+    exc_stack,
+    guest_value,
+    stack_top,
+)
+from msrvirt.report.check import event_label, field_text, to_json, trace_lines
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +157,30 @@ def test_json_has_exactly_the_issues_keys() -> None:
     v9, bug = obj["designs"]
     assert v9["counterexample"] is None and v9["verdict"] == "holds"
     assert bug["verdict"] == "fails" and len(bug["counterexample"]) == 4
+
+
+@pytest.mark.parametrize(("kind", "value", "text"), [
+    (FieldKind.VALUE, guest_value(1), "g1"),
+    (FieldKind.VALUE, stack_top(0), "top(vcpu)"),
+    (FieldKind.VALUE, exc_stack(1), "exc(cpu1)"),
+    (FieldKind.CPUID, GuestCpu.FRED, "FRED"),
+    (FieldKind.FILTER, FilterChoice.DENY_FRED, "deny FRED MSRs"),
+    (FieldKind.BITMAP, 0, "intercepts none"),
+    (FieldKind.BITMAP, 0b11 << 10, "intercepts PL0_SSP/rw"),
+    (FieldKind.FLAG, 1, "1"),
+    (FieldKind.CPU, -1, "-"),
+    (FieldKind.PARKED, Parked.KVM, "kvm"),
+    (FieldKind.RING, Ring.USER, "ring 3"),
+    (FieldKind.MODE, Mode.GUEST, "guest"),
+    (FieldKind.TASK, 2, "T2"),
+])
+def test_every_field_kind_prints_in_words(kind: FieldKind, value: int, text: str) -> None:
+    assert field_text(kind, value) == text
+
+
+def test_every_event_kind_has_a_label() -> None:
+    m = Machine(design("v9"))
+    labels = {event_label(e) for e in m.events(m.initial())}
+    assert "VMM sets CPUID: FRED" in labels
+    assert "VMM sets MSR filter: deny FRED MSRs" in labels
+    assert "cpu1: context switch to T2" in labels

@@ -57,3 +57,9 @@ def test_an_argument_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check", "--cpus", "two"])
     assert exc.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_list_designs_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list-designs"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in DESIGNS)
