@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_policy.py
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_conformance.py
+	$(PY) bench/bench_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
