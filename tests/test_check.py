@@ -54,6 +54,7 @@ def test_the_review_alternatives_hold(name: str) -> None:
 CAUGHT_DEPTH = 8
 PLANTED = [
     ("rsp1-no-host-load", "host-safety", 4, {"host-safety"}),
+    ("stklvls-config-no-host-load", "host-safety", 4, {"host-safety"}),
     ("entry-no-guest-load", "guest-integrity", 3, {"guest-integrity", "migration"}),
     ("no-rsp0-restore", "host-safety", 5, {"host-safety"}),
     ("no-sync", "rsp0-cache", 4, {"rsp0-cache", "host-safety"}),

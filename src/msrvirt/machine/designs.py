@@ -39,6 +39,8 @@ class Fault(Enum):
     """A planted bug: one step of the v9 design left out or done wrong."""
 
     EXIT_KEEPS_GUEST_RSP1 = "VM exit saves guest FRED_RSP1 but does not load the host value"
+    EXIT_KEEPS_GUEST_STKLVLS_CONFIG = (
+        "VM exit leaves the guest STKLVLS and CONFIG in the MSRs (switched in software later)")
     ENTRY_SKIPS_GUEST_FRED = "VM entry does not load the guest FRED state (control bit 23 clear)"
     NO_RSP0_RESTORE_AFTER_RUN = "KVM_RUN returns to user mode without fred_update_rsp0"
     GET_RSP0_SOFT = "KVM reads FRED_RSP0 from msr_guest_fred_rsp0 even while guest state is loaded"
@@ -85,6 +87,9 @@ DESIGNS: dict[str, Design] = {
                summary="review alternative: vCPU put sets the rsp0 cache to 0 instead of syncing"),
         _planted("rsp1-no-host-load", "RSP1 passed through but VM exit keeps the guest value",
                  faults=frozenset({Fault.EXIT_KEEPS_GUEST_RSP1})),
+        _planted("stklvls-config-no-host-load",
+                 "STKLVLS and CONFIG not switched atomically with VM exit (Sean's NMI point)",
+                 faults=frozenset({Fault.EXIT_KEEPS_GUEST_STKLVLS_CONFIG})),
         _planted("entry-no-guest-load", "VM entry runs the guest on the host's FRED MSRs",
                  faults=frozenset({Fault.ENTRY_SKIPS_GUEST_FRED})),
         _planted("no-rsp0-restore", "host RSP0 not restored when KVM_RUN returns to user mode",

@@ -335,7 +335,11 @@ class Machine:
         self._sync = design.put_sync
         # Faults as plain booleans: the step functions test them millions of times.
         faults = design.faults
-        self._keep_guest_rsp1 = Fault.EXIT_KEEPS_GUEST_RSP1 in faults
+        # Host values a faulty VM exit leaves unloaded (the guest's stay in the MSRs).
+        self._kept_on_exit = frozenset(
+            ({Slot.RSP1} if Fault.EXIT_KEEPS_GUEST_RSP1 in faults else set())
+            | ({Slot.STKLVLS, Slot.CONFIG}
+               if Fault.EXIT_KEEPS_GUEST_STKLVLS_CONFIG in faults else set()))
         self._skip_guest_load = Fault.ENTRY_SKIPS_GUEST_FRED in faults
         self._no_restore_after_run = Fault.NO_RSP0_RESTORE_AFTER_RUN in faults
         self._get_soft_rsp0 = Fault.GET_RSP0_SOFT in faults
@@ -567,10 +571,10 @@ class Machine:
         """VM exit: save the 8 FRED MSRs to the guest fields, load the host fields, atomically."""
         base = CPU_BASE + c * CPU_STRIDE
         hw = base + C_HW
-        keep_rsp1 = self._keep_guest_rsp1
+        kept = self._kept_on_exit
         for slot in VMCS_SLOTS:
             lst[VMCS_GUEST + slot - 1] = lst[hw + slot]
-            if not (keep_rsp1 and slot is Slot.RSP1):
+            if slot not in kept:
                 lst[hw + slot] = lst[VMCS_HOST + slot - 1]
         lst[base + C_MODE] = Mode.KVM
 
