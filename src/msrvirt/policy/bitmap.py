@@ -21,6 +21,9 @@ from msrvirt.errors import UsageError
 DIRECTIONS_OF: tuple[tuple[Access, ...], ...] = ((), (Access.R,), (Access.W,), (Access.R, Access.W))
 
 
+_POSITIONS: dict[str, dict[tuple[int, Access], int | None]] = {}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BitmapDiff:
     """One (MSR, direction) whose intercept bit differs between two bitmaps."""
@@ -77,9 +80,15 @@ class MsrBitmap(ABC):
         """
         page = bytearray(base.intercept_bits if base is not None else b"\xff" * cls.SIZE)
         pos_of = cls.bit_position
+        # Bit positions are a pure function of (layout, msr, direction); policies ask for the
+        # same few dozen on every recomputation, so they are memoised per layout.
+        cache = _POSITIONS.setdefault(cls.KIND, {})
         for msr, access, intercept in changes:
             for direction in DIRECTIONS_OF[access]:
-                pos = pos_of(msr, direction)
+                key = (msr, direction)
+                pos = cache.get(key, -1)
+                if pos == -1:
+                    pos = cache[key] = pos_of(msr, direction)
                 if pos is None:
                     continue
                 if intercept:

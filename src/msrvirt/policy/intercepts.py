@@ -74,7 +74,10 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
     # built from the final settings (equivalent, and cheaper than replaying every change).
     settings: dict[tuple[int, Access], tuple[Rule, bool, bool]] = {}
     skipped = []
-    allows = scenario.filter.allows
+    flt = scenario.filter
+    # With no filter ranges and DEFAULT_ALLOW every access is allowed: skip the lookups.
+    unfiltered = flt.default_allow and flt.is_empty
+    allows = flt.allows
     for rule in policy.rules:
         if not rule.runs(scenario):
             skipped.append(rule)
@@ -83,7 +86,7 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
         directions = DIRECTIONS_OF[rule.access]
         for msr in rule.msrs:
             for direction in directions:
-                denied = not want and not allows(msr, direction)
+                denied = not want and not unfiltered and not allows(msr, direction)
                 settings[(msr, direction)] = (rule, want, denied)
     bitmap: MsrBitmap | None
     changes = [(msr, d, want or denied) for (msr, d), (_, want, denied) in settings.items()]
