@@ -164,7 +164,8 @@ def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
             Event(kind=Ev.VM_ENTRY, cpu=target)]
 
 
-def _enabled_step(m: Machine, s: State, ev: Event) -> State:
+def enabled_step(m: Machine, s: State, ev: Event) -> State:
+    """``Machine.step``, after checking that ``ev`` is enabled in ``s`` (ModelError if not)."""
     if ev not in m.events(s):
         raise ModelError(f"{ev} is not enabled in the state the unit reached")
     return m.step(s, ev)
@@ -177,7 +178,7 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
     direct = [0] * len(FRED_MSRS)
     for action in _actions(m, s, unit):
         if isinstance(action, Event):
-            s = _enabled_step(m, s, action)
+            s = enabled_step(m, s, action)
             continue
         c = vcpu_cpu(m, s)
         slot = SLOT_OF[action.msr]
@@ -188,13 +189,13 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         if obs is None:
             raise ModelError(f"{ev} was not observed")
         row = _ROW[action.msr]
-        s = _enabled_step(m, s, ev)
+        s = enabled_step(m, s, ev)
         if obs.direct:
             direct[row] += 1
             continue
         exits[row] += 1
         emulations[row] += not obs.faulted
-        s = _enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=c))  # KVM resumes the guest
+        s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=c))  # KVM resumes the guest
     if s[G_RING] != Ring.KERNEL:
         raise ModelError(f"{unit.name} must end with the guest in kernel mode")
     vcpu_cpu(m, s)
@@ -207,9 +208,9 @@ def warm_state(m: Machine, guest_shstk: bool) -> State:
     s = m.initial()
     cpuid = GuestCpu.FRED_SHSTK if guest_shstk else GuestCpu.FRED
     if s[G_CPUID] != cpuid:
-        s = _enabled_step(m, s, Event(kind=Ev.SET_CPUID, choice=cpuid))
-    s = _enabled_step(m, s, Event(kind=Ev.KVM_RUN, cpu=0))
-    return _enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))
+        s = enabled_step(m, s, Event(kind=Ev.SET_CPUID, choice=cpuid))
+    s = enabled_step(m, s, Event(kind=Ev.KVM_RUN, cpu=0))
+    return enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))
 
 
 def explore_units(m: Machine, guest_shstk: bool,
