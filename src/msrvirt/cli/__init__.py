@@ -14,7 +14,7 @@ from msrvirt.errors import MsrvirtError
 # One module per verb under msrvirt.cli; each has register(subparsers) and sets
 # `run` on its parser (args.run(args) -> exit status).
 VERBS = ("explain", "decide", "bitmap", "filter", "policies", "hosts", "probe", "conformance",
-         "check", "cost", "calibrate")
+         "check", "cost", "calibrate", "review")
 
 EXIT_USAGE = 2
 

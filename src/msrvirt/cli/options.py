@@ -131,6 +131,7 @@ def write_atomically(path: str, data: bytes) -> None:
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror}") from None
