@@ -21,7 +21,6 @@ fred-arch-facts.md section 3, kvm-msr-facts.md section 7 and Linux's FRED code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -131,7 +130,7 @@ def _mode(s: State, cpu: int) -> int:
     return s[Machine.cpu_field(cpu, C_MODE)]
 
 
-def vcpu_cpu(m: Machine, s: State) -> int:
+def _vcpu_cpu(m: Machine, s: State) -> int:
     """The CPU running the guest in a resting state."""
     found = [c for c in range(m.bounds.cpus) if _mode(s, c) == Mode.GUEST]
     if len(found) != 1:
@@ -140,7 +139,7 @@ def vcpu_cpu(m: Machine, s: State) -> int:
 
 
 def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
-    c = vcpu_cpu(m, s)
+    c = _vcpu_cpu(m, s)
     if unit is Unit.CONTEXT_SWITCH:
         return [Write(msr=RSP0), Event(kind=Ev.GUEST_ERETU, cpu=c),
                 Event(kind=Ev.GUEST_EVENT_RING3, cpu=c)]
@@ -180,7 +179,7 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         if isinstance(action, Event):
             s = enabled_step(m, s, action)
             continue
-        c = vcpu_cpu(m, s)
+        c = _vcpu_cpu(m, s)
         slot = SLOT_OF[action.msr]
         # Every write changes the value, as Linux's do (RSP0 is written only when it differs).
         value = guest_value(2) if s[BELIEF + slot] == guest_value(1) else guest_value(1)
@@ -198,7 +197,7 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=c))  # KVM resumes the guest
     if s[G_RING] != Ring.KERNEL:
         raise ModelError(f"{unit.name} must end with the guest in kernel mode")
-    vcpu_cpu(m, s)
+    _vcpu_cpu(m, s)
     return s, tuple(Count(msr=msr, exits=exits[i], emulations=emulations[i], direct=direct[i])
                     for i, msr in enumerate(FRED_MSRS))
 
@@ -213,8 +212,7 @@ def warm_state(m: Machine, guest_shstk: bool) -> State:
     return enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))
 
 
-def explore_units(m: Machine, guest_shstk: bool,
-                  units: Sequence[Unit] = tuple(Unit)) -> tuple[dict[Unit, tuple[Count, ...]], int]:
+def explore_units(m: Machine, guest_shstk: bool) -> tuple[dict[Unit, tuple[Count, ...]], int]:
     """Run every unit from every resting state reachable by units; its counts, and how many.
 
     Raises ModelError if a unit's counts differ between two resting states (then scaling
@@ -226,7 +224,7 @@ def explore_units(m: Machine, guest_shstk: bool,
     counts: dict[Unit, tuple[Count, ...]] = {}
     while todo:
         s = todo.pop()
-        for unit in units:
+        for unit in Unit:
             after, got = run_unit(m, s, unit)
             if counts.setdefault(unit, got) != got:
                 raise ModelError(f"{unit.name} counts depend on the state: {counts[unit]} vs {got}")
