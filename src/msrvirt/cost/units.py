@@ -13,7 +13,7 @@ until no new one appears (84 to 2,590 states, depending on design and guest CPUI
 checks that every unit ends in a resting state and that each unit's counts are the same
 from every one of them, so any interleaving of units, in any order and number, costs
 exactly the sum of its units' counts: the counts are linear in the rates.  That takes
-about half a second per design, so the tests run it (tests/test_cost_units.py) and
+up to half a second per design, so the tests run it (tests/test_cost_units.py) and
 `unit_counts` runs each unit once, from the warm state.  The unit's event sequences follow
 fred-arch-facts.md section 3, kvm-msr-facts.md section 7 and Linux's FRED code
 (arch/x86/kernel/fred.c); docs/cost.md lists them.
@@ -21,7 +21,6 @@ fred-arch-facts.md section 3, kvm-msr-facts.md section 7 and Linux's FRED code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -94,25 +93,6 @@ Action = Event | Write
 # Linux enables no supervisor shadow stacks.
 BRINGUP_WRITES: tuple[int, ...] = (CONFIG, STKLVLS, RSP0, RSP1, RSP2, RSP3, STKLVLS, RSP1, RSP2, RSP3)
 
-UNIT_TEXT: dict[Unit, str] = {
-    Unit.CONTEXT_SWITCH: "guest WRMSR FRED_RSP0 (the new task's stack top), ERETU, then the"
-                         " task's next entry to the kernel from ring 3",
-    Unit.SYSCALL: "ERETU to the same task, then SYSCALL from ring 3 (no stack change, no write)",
-    Unit.INTERRUPT: "ERETU, then an interrupt from ring 3 (a ring-0 interrupt, at Linux's"
-                    " interrupt stack level 0, touches no MSR either)",
-    Unit.NMI: "NMI in the guest kernel (stack level 2, modelled as the ring-0 event)",
-    Unit.DEBUG_TRAP: "#DB in the guest kernel (stack level 1, the ring-0 event)",
-    Unit.HOST_PREEMPTION: "VM exit, host switches to another task and back (vCPU put/load),"
-                          " VM entry",
-    Unit.HOST_MIGRATION: "VM exit, host switches away, the vCPU thread resumes on the other"
-                         " CPU, VM entry there",
-    Unit.KVM_RUN_RETURN: "VM exit, KVM_RUN returns to the VMM (vCPU put), KVM_RUN again,"
-                         " VM entry",
-    Unit.CPU_BRINGUP: "guest WRMSR CONFIG, STKLVLS, RSP0, RSP1-3, STKLVLS, RSP1-3 (fred.c)",
-    Unit.PL0_SSP_WRITE: "guest WRMSR PL0_SSP",
-}
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Count:
     """Guest accesses of one MSR in one unit: intercepted (VM exits), emulated, direct."""
@@ -131,7 +111,7 @@ def _mode(s: State, cpu: int) -> int:
     return s[Machine.cpu_field(cpu, C_MODE)]
 
 
-def vcpu_cpu(m: Machine, s: State) -> int:
+def _vcpu_cpu(m: Machine, s: State) -> int:
     """The CPU running the guest in a resting state."""
     found = [c for c in range(m.bounds.cpus) if _mode(s, c) == Mode.GUEST]
     if len(found) != 1:
@@ -140,13 +120,20 @@ def vcpu_cpu(m: Machine, s: State) -> int:
 
 
 def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
-    c = vcpu_cpu(m, s)
+    """What one ``unit`` does, starting from resting state ``s`` (docs/cost.md has the table)."""
+    c = _vcpu_cpu(m, s)
     if unit is Unit.CONTEXT_SWITCH:
+        # The guest kernel switched tasks; on its way back to user mode it writes the new
+        # task's stack top into RSP0 (fred_update_rsp0), ERETU, and the task's next event
+        # from ring 3 brings the guest back to kernel mode: a resting state again.
         return [Write(msr=RSP0), Event(kind=Ev.GUEST_ERETU, cpu=c),
                 Event(kind=Ev.GUEST_EVENT_RING3, cpu=c)]
     if unit in (Unit.SYSCALL, Unit.INTERRUPT):
+        # Back to the same task (no write), then a syscall or an interrupt from ring 3.  An
+        # interrupt at ring 0 uses stack level 0 in Linux and touches no MSR either.
         return [Event(kind=Ev.GUEST_ERETU, cpu=c), Event(kind=Ev.GUEST_EVENT_RING3, cpu=c)]
     if unit in (Unit.NMI, Unit.DEBUG_TRAP):
+        # In the guest kernel: the machine's ring-0 event (RSP1 standing for RSP1-3).
         return [Event(kind=Ev.GUEST_EVENT_RING0, cpu=c)]
     if unit is Unit.CPU_BRINGUP:
         return [Write(msr=msr) for msr in BRINGUP_WRITES]
@@ -155,6 +142,8 @@ def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
     if unit is Unit.KVM_RUN_RETURN:
         return [Event(kind=k, cpu=c) for k in (Ev.VM_EXIT, Ev.KVM_RUN_RETURN, Ev.KVM_RUN,
                                                Ev.VM_ENTRY)]
+    # Preemption: the host switches to another task and back on the same CPU (vCPU put and
+    # load through the preempt notifiers); migration: the vCPU thread resumes on the other CPU.
     running = {s[Machine.cpu_field(cpu, C_TASK)] for cpu in range(m.bounds.cpus)}
     other_task = min(t for t in range(m.bounds.tasks) if t not in running)
     target = c if unit is Unit.HOST_PREEMPTION else (c + 1) % m.bounds.cpus
@@ -180,7 +169,7 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         if isinstance(action, Event):
             s = enabled_step(m, s, action)
             continue
-        c = vcpu_cpu(m, s)
+        c = _vcpu_cpu(m, s)
         slot = SLOT_OF[action.msr]
         # Every write changes the value, as Linux's do (RSP0 is written only when it differs).
         value = guest_value(2) if s[BELIEF + slot] == guest_value(1) else guest_value(1)
@@ -198,7 +187,7 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=c))  # KVM resumes the guest
     if s[G_RING] != Ring.KERNEL:
         raise ModelError(f"{unit.name} must end with the guest in kernel mode")
-    vcpu_cpu(m, s)
+    _vcpu_cpu(m, s)
     return s, tuple(Count(msr=msr, exits=exits[i], emulations=emulations[i], direct=direct[i])
                     for i, msr in enumerate(FRED_MSRS))
 
@@ -213,8 +202,7 @@ def warm_state(m: Machine, guest_shstk: bool) -> State:
     return enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))
 
 
-def explore_units(m: Machine, guest_shstk: bool,
-                  units: Sequence[Unit] = tuple(Unit)) -> tuple[dict[Unit, tuple[Count, ...]], int]:
+def explore_units(m: Machine, guest_shstk: bool) -> tuple[dict[Unit, tuple[Count, ...]], int]:
     """Run every unit from every resting state reachable by units; its counts, and how many.
 
     Raises ModelError if a unit's counts differ between two resting states (then scaling
@@ -226,7 +214,7 @@ def explore_units(m: Machine, guest_shstk: bool,
     counts: dict[Unit, tuple[Count, ...]] = {}
     while todo:
         s = todo.pop()
-        for unit in units:
+        for unit in Unit:
             after, got = run_unit(m, s, unit)
             if counts.setdefault(unit, got) != got:
                 raise ModelError(f"{unit.name} counts depend on the state: {counts[unit]} vs {got}")

@@ -2,10 +2,11 @@
 
 Two round trips, each the best of several rounds (the least disturbed one):
 
-1. In-kernel MSR emulation: the guest loops ``wrmsr; dec ebp; jnz`` over an MSR KVM
-   emulates itself (IA32_KERNEL_GS_BASE: a plain store, like KVM's handling of
-   FRED_RSP0), in one KVM_RUN; the same loop without the WRMSR is timed too, and the
-   difference per iteration is the cost of one trapped and emulated WRMSR.
+1. In-kernel MSR emulation: the guest loops ``wrmsr; dec ebp; jnz`` writing IA32_PAT's
+   reset value (KVM intercepts PAT writes on VMX, SVM and PVM alike, checks the value
+   and stores it; the memory types do not change), in one KVM_RUN; the same loop without
+   the WRMSR is timed too, and the difference per iteration is the cost of one
+   intercepted and emulated WRMSR.
 2. Userspace MSR exit: the guest loops ``rdmsr; jmp`` over an MSR KVM does not know,
    with userspace exits enabled for UNKNOWN; each iteration is one KVM_RUN that exits to
    this process, which answers through `Vcpu.answer_msr`.  It includes the VMM's (here
@@ -30,7 +31,8 @@ from msrvirt.live.kvm import Kvm, Vcpu
 from msrvirt.live.probe import Probe
 
 LOOP_ADDR = 0x4000  # after the probe program, below its op table (probe.py's layout)
-KERNEL_GS_BASE = 0xC0000102
+PAT = 0x277
+PAT_RESET = 0x0007040600070406  # the power-on value (SDM Vol. 3A, "PAT MSR")
 UNKNOWN_MSR = 0x474F4F00  # no MSR: KVM sends it to userspace (the upstream selftest's)
 DEFAULT_ITERATIONS = 20000
 DEFAULT_REPEATS = 5
@@ -67,18 +69,19 @@ def _exit_loop() -> Program:
     return a.build()
 
 
-def _start(probe: Probe, program: Program, *, msr: int, count: int = 0) -> Vcpu:
+def _start(probe: Probe, program: Program, *, msr: int, count: int = 0, value: int = 0) -> Vcpu:
     probe.memory.write(LOOP_ADDR, program.code)
     vcpu = probe.vcpu
     vcpu.complete_pending()  # an exit left pending would undo KVM_SET_REGS (api.rst)
     regs = vcpu.get_regs()
-    regs.rip, regs.rflags, regs.rbp, regs.rcx, regs.rax, regs.rdx = LOOP_ADDR, 0x2, count, msr, 0, 0
+    regs.rip, regs.rflags, regs.rbp, regs.rcx = LOOP_ADDR, 0x2, count, msr
+    regs.rax, regs.rdx = value & 0xFFFFFFFF, value >> 32
     vcpu.set_regs(regs)
     return vcpu
 
 
 def _time_to_hlt(probe: Probe, program: Program, iterations: int) -> float:
-    vcpu = _start(probe, program, msr=KERNEL_GS_BASE, count=iterations)
+    vcpu = _start(probe, program, msr=PAT, count=iterations, value=PAT_RESET)
     t = time.perf_counter()
     exit_ = vcpu.run()
     elapsed = time.perf_counter() - t
@@ -139,7 +142,7 @@ def calibrate(kvm: Kvm, *, iterations: int = DEFAULT_ITERATIONS,
     return Calibration(
         host=host_description(), cpu_mhz=cpu_mhz(),
         in_kernel_ns=max(with_ - without, 0.0) / iterations * 1e9,
-        in_kernel_how="guest WRMSR IA32_KERNEL_GS_BASE trapped and emulated in the kernel:"
+        in_kernel_how="guest WRMSR IA32_PAT intercepted and emulated in the kernel:"
         f" (loop with WRMSR - loop without) per iteration, one KVM_RUN, {rounds}",
         userspace_ns=round_trip / iterations * 1e9,
         userspace_how="guest RDMSR of an unknown MSR exiting to this Python VMM and back"

@@ -79,7 +79,7 @@ def costs_line(costs: ExitCosts) -> str:
         return "measured" if measured else "default"
 
     k, g = costs.in_kernel_exit_cycles, costs.cpu_ghz
-    return (f"cost per exit: {number(k.value)} cycles ({mark(k.measured)}) at {g.value:g} GHz"
+    return (f"cost per exit: {number(k.value)} cycles ({mark(k.measured)}) at {g.value:.4g} GHz"
             f" ({mark(g.measured)}); {costs.host}")
 
 
