@@ -70,7 +70,7 @@ def test_an_unknown_cpuid_vendor_means_no_profile() -> None:
     (lambda o: o.update(extra=1), "not 'extra'"),
     (lambda o: o.update(backend="tcg"), "vmx, svm, pvm or null"),
     (lambda o: o.update(msr_index_list="0x10"), "must be a list"),
-    (lambda o: o.update(msr_index_list=["ten"]), "integers or hex strings"),
+    (lambda o: o.update(msr_index_list=["ten"]), "must be an integer or hex string"),
     (lambda o: o.update(feature_msrs=[]), "must be an object"),
     (lambda o: o["cpuid"][0].pop("eax"), "must have exactly"),
 ], ids=["every key is required", "no unknown keys", "backend is one of three",

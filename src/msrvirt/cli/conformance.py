@@ -8,10 +8,11 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from msrvirt.cli.options import parse_guest, print_json, read_data_file
+from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import Row, builtin, rows
 from msrvirt.conform.predict import Scope, predict
 from msrvirt.conform.scenario import ProbeScenario, parse
+from msrvirt.dataio import read_data_file
 from msrvirt.errors import FileFormatError, MsrvirtError
 from msrvirt.live import fingerprint as fp_mod
 from msrvirt.live.conformance import run_scenario

@@ -11,10 +11,11 @@ import argparse
 import math
 from typing import Any
 
-from msrvirt.cli.options import print_json, read_data_file, write_atomically
+from msrvirt.cli.options import print_json, write_atomically
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
 from msrvirt.cost.model import COST_DESIGNS, COST_POLICIES, design_for, estimate, sweep
 from msrvirt.cost.workload import DEFAULT_WORKLOAD, WORKLOADS, workload
+from msrvirt.dataio import read_data_file
 from msrvirt.errors import UsageError
 from msrvirt.report.cost import cost_json, cost_table, costs_line, sweep_plot_png
 from msrvirt.report.tables import console

@@ -6,13 +6,12 @@ import argparse
 import json
 import os
 import tempfile
-import tomllib
 from pathlib import Path
-from typing import Any
 
 from msrvirt.arch.cpuid import Feature, feature
 from msrvirt.arch.hosts import HOSTS, HostProfile, host, with_implied
 from msrvirt.arch.kvm import ExitReason
+from msrvirt.dataio import read_data_file
 from msrvirt.errors import FileFormatError, MsrvirtError, UsageError
 from msrvirt.policy.filter import NO_FILTER, MsrFilter
 from msrvirt.policy.intercepts import check_backend
@@ -37,21 +36,6 @@ def add_scenario_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--runtime", default="", metavar="STATE",
                        help="vCPU runtime state, e.g. spec_ctrl_nonzero,x2apic_mode"
                        f" (known: {', '.join(Runtime.names())})")
-
-
-def read_data_file(path: str) -> Any:
-    """Parse a JSON or TOML file; FileFormatError (one line) on any problem."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise FileFormatError(path, f"cannot read: {err.strerror}") from None
-    try:
-        if p.suffix == ".toml":
-            return tomllib.loads(text)
-        return json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise FileFormatError(path, f"not valid {p.suffix.lstrip('.') or 'JSON'}: {err}") from None
 
 
 def load_host(spec: str) -> HostProfile:

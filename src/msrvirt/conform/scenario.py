@@ -12,6 +12,7 @@ from typing import Any
 
 from msrvirt.arch.kvm import Access, ExitReason
 from msrvirt.arch.msrs import resolve_index
+from msrvirt.dataio import parse_int
 from msrvirt.errors import UsageError
 from msrvirt.policy.decide import Initiator, MsrAccess
 from msrvirt.policy.filter import FilterRange, MsrFilter, bitmap_from_bits
@@ -93,19 +94,6 @@ class ProbeScenario:
         return sum(len(s.ops) if isinstance(s, GuestOps | HostOps) else 1 for s in self.steps)
 
 
-def _int(value: object, what: str) -> int:
-    if isinstance(value, bool):
-        raise UsageError(f"{what} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            pass
-    raise UsageError(f"{what} must be an integer or hex string, not {value!r}")
-
-
 def _exits(value: object, what: str) -> ExitReason:
     if isinstance(value, list):
         out = ExitReason(0)
@@ -128,7 +116,7 @@ def _op(obj: object, initiator: Initiator, where: str) -> MsrAccess:
         raise UsageError(f"{where} keys must be read, write, value; not {sorted(extra)[0]!r}")
     if "read" in obj:
         return MsrAccess(resolve_index(obj["read"]), Access.R, 0, initiator)
-    value = _int(obj.get("value", 0), f"{where} value") & U64
+    value = parse_int(obj.get("value", 0), f"{where} value") & U64
     return MsrAccess(resolve_index(obj["write"]), Access.W, value, initiator)
 
 
@@ -138,7 +126,7 @@ def _answer(obj: object, access: Access, where: str) -> Answer:
     if obj == "ok":
         return Answer(error=False)
     if access is Access.R:
-        return Answer(error=False, value=_int(obj, where) & U64)
+        return Answer(error=False, value=parse_int(obj, where) & U64)
     raise UsageError(f'{where} must be "gp" or "ok" for a write, not {obj!r}')
 
 
@@ -182,7 +170,7 @@ def _step(obj: object, i: int) -> Step:
     if kind == "enable_exits":
         if isinstance(body, list):
             return EnableExits(mask=int(_exits(body, f"{where} enable_exits")))
-        return EnableExits(mask=_int(body, f"{where} enable_exits"))
+        return EnableExits(mask=parse_int(body, f"{where} enable_exits"))
     raise UsageError(f"{where} kind must be guest, host, set_filter or enable_exits, not {kind!r}")
 
 
@@ -236,7 +224,7 @@ def sweep(obj: Mapping[str, Any]) -> ProbeScenario:
     spec = obj["sweep"]
     if not isinstance(spec, Mapping):
         raise UsageError(f"sweep must be an object, not {spec!r}")
-    seed = _int(spec.get("seed", 0), "sweep seed")
+    seed = parse_int(spec.get("seed", 0), "sweep seed")
     rnd = random.Random(seed)
     low, high = random_filter(rnd, *SWEEP_RANGES[0]), random_filter(rnd, *SWEEP_RANGES[1])
     flt = MsrFilter(flags=low.flags, ranges=(low.ranges[:8] + high.ranges[:8]))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from importlib import resources
-from pathlib import Path
-from typing import Any
 
+from msrvirt.dataio import read_data_file
 from msrvirt.errors import FileFormatError, UnknownNameError, UsageError
 
 
@@ -147,17 +145,4 @@ def workload(name_or_file: str) -> Workload:
     if not (name_or_file.endswith((".json", ".toml")) or os.sep in name_or_file):
         raise UnknownNameError("workload", name_or_file,
                                "one of " + ", ".join(WORKLOADS) + ", or a .json/.toml file")
-    return Workload.from_obj(_read(name_or_file), origin=name_or_file)
-
-
-def _read(path: str) -> Any:
-    # cli.options.read_data_file does the same, but cost must not import cli (layers).
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise FileFormatError(path, f"cannot read: {err.strerror}") from None
-    try:
-        return tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise FileFormatError(path, f"not valid {p.suffix.lstrip('.') or 'JSON'}: {err}") from None
+    return Workload.from_obj(read_data_file(name_or_file), origin=name_or_file)

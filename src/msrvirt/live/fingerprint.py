@@ -18,6 +18,7 @@ from typing import Any
 
 from msrvirt.arch.hosts import HostProfile, features_from_cpuid, with_implied
 from msrvirt.arch.kvm import Backend, Vendor
+from msrvirt.dataio import parse_int
 from msrvirt.errors import UsageError
 from msrvirt.live.kvm import CpuidEntry, Kvm, MsrEntry
 from msrvirt.live.uapi import Cap
@@ -113,18 +114,18 @@ class Fingerprint:
         return cls(
             cpu_model=str(obj["cpu_model"]),
             kernel_release=str(obj["kernel_release"]),
-            kvm_api_version=_int(obj["kvm_api_version"], "kvm_api_version"),
+            kvm_api_version=parse_int(obj["kvm_api_version"], "kvm_api_version"),
             kvm_modules=tuple(str(m) for m in _list(obj["kvm_modules"], "kvm_modules")),
             backend=None if backend is None else Backend(backend),
             module_params=tuple(sorted((str(k), str(v)) for k, v in params.items())),
             cpuid=tuple(_cpuid_entry(e) for e in _list(obj["cpuid"], "cpuid")),
             msr_index_list=tuple(
-                _int(i, "msr_index_list") for i in _list(obj["msr_index_list"], "msr_index_list")),
+                parse_int(i, "msr_index_list") for i in _list(obj["msr_index_list"], "msr_index_list")),
             feature_msr_index_list=tuple(
-                _int(i, "feature_msr_index_list")
+                parse_int(i, "feature_msr_index_list")
                 for i in _list(obj["feature_msr_index_list"], "feature_msr_index_list")),
             feature_msrs=tuple(
-                MsrEntry(index=_int(k, "feature_msrs"), data=_int(v, "feature_msrs"))
+                MsrEntry(index=parse_int(k, "feature_msrs"), data=parse_int(v, "feature_msrs"))
                 for k, v in feature_msrs.items()),
         )
 
@@ -135,17 +136,6 @@ def _list(value: object, what: str) -> list[object]:
     return value
 
 
-def _int(value: object, what: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            pass
-    raise UsageError(f"fingerprint {what} entries must be integers or hex strings, not {value!r}")
-
-
 def _cpuid_entry(obj: object) -> CpuidEntry:
     if not isinstance(obj, Mapping):
         raise UsageError(f"a fingerprint cpuid entry must be an object, not {obj!r}")
@@ -153,7 +143,7 @@ def _cpuid_entry(obj: object) -> CpuidEntry:
     if set(obj) != set(fields):
         raise UsageError(f"a fingerprint cpuid entry must have exactly {list(fields)}, not"
                          f" {sorted(obj)}")
-    f, i, fl, a, b, c, d = (_int(obj[k], f"cpuid {k}") for k in fields)
+    f, i, fl, a, b, c, d = (parse_int(obj[k], f"cpuid {k}") for k in fields)
     return CpuidEntry(function=f, index=i, flags=fl, eax=a, ebx=b, ecx=c, edx=d)
 
 

@@ -128,6 +128,22 @@ class MsrBatch:
     entries: tuple[MsrEntry, ...]
 
 
+def _read_cpuid(fd: int, request: Ioctl) -> tuple[CpuidEntry, ...]:
+    """A CPUID-returning ioctl, growing the buffer while the kernel says E2BIG (as QEMU does)."""
+    nent = 128
+    while True:
+        buf = cpuid2_type(nent)()
+        buf.nent = nent
+        try:
+            ioctl(fd, request, buf)
+        except KvmError as err:
+            if err.errno == errno.E2BIG and nent < 1 << 14:
+                nent *= 2
+                continue
+            raise
+        return _cpuid_entries(buf.entries, buf.nent)
+
+
 class _Handle:
     """One open KVM file descriptor, closed by `close`, by ``with`` or when collected."""
 
@@ -240,18 +256,7 @@ class Kvm(_Handle):
         Grows the buffer while the kernel says E2BIG, like QEMU's get_supported_cpuid.
         """
         self.require(Cap.EXT_CPUID, Ioctl.KVM_GET_SUPPORTED_CPUID.name)
-        nent = 128
-        while True:
-            buf = cpuid2_type(nent)()
-            buf.nent = nent
-            try:
-                ioctl(self._fd, Ioctl.KVM_GET_SUPPORTED_CPUID, buf)
-            except KvmError as err:
-                if err.errno == errno.E2BIG and nent < 1 << 14:
-                    nent *= 2
-                    continue
-                raise
-            return _cpuid_entries(buf.entries, buf.nent)
+        return _read_cpuid(self._fd, Ioctl.KVM_GET_SUPPORTED_CPUID)
 
     def msr_index_list(self) -> tuple[int, ...]:
         """KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores, in the kernel's order."""
@@ -629,18 +634,7 @@ class Vcpu(_Handle):
 
     def get_cpuid(self) -> tuple[CpuidEntry, ...]:
         """KVM_GET_CPUID2: the CPUID the guest sees (after KVM's own adjustments)."""
-        nent = 128
-        while True:
-            buf = cpuid2_type(nent)()
-            buf.nent = nent
-            try:
-                ioctl(self._fd, Ioctl.KVM_GET_CPUID2, buf)
-            except KvmError as err:
-                if err.errno == errno.E2BIG and nent < 1 << 14:
-                    nent *= 2
-                    continue
-                raise
-            return _cpuid_entries(buf.entries, buf.nent)
+        return _read_cpuid(self._fd, Ioctl.KVM_GET_CPUID2)
 
     def get_msrs(self, indices: Sequence[int]) -> MsrBatch:
         """Host-initiated KVM_GET_MSRS; the filter does not apply (api.rst, kvm-msr-facts 4)."""

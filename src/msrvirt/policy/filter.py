@@ -25,6 +25,7 @@ from msrvirt.arch.kvm import (
     Access,
 )
 from msrvirt.arch.msrs import resolve_index
+from msrvirt.dataio import parse_int
 from msrvirt.errors import FilterError, UnknownNameError, UsageError
 
 X2APIC_FIRST = 0x800
@@ -199,7 +200,7 @@ class MsrFilter:
             raise UsageError(f"a filter must be an object, not {type(obj).__name__}")
         _reject_unknown_keys(obj, {"default", "ranges", "flags"}, "filter")
         if "flags" in obj:
-            flags = _int(obj["flags"], "filter flags")
+            flags = parse_int(obj["flags"], "filter flags")
         else:
             default = obj.get("default", "allow")
             if default not in ("allow", "deny"):
@@ -244,19 +245,6 @@ def _reject_unknown_keys(obj: Mapping[str, object], known: set[str], what: str) 
         raise UsageError(f"{what} keys must be among {sorted(known)}, not {extra[0]!r}")
 
 
-def _int(value: object, what: str) -> int:
-    if isinstance(value, bool):
-        raise UsageError(f"{what} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            pass
-    raise UsageError(f"{what} must be an integer or hex string, not {value!r}")
-
-
 def _range_flags(value: object, where: str) -> int:
     if isinstance(value, list):
         flags = 0
@@ -265,7 +253,7 @@ def _range_flags(value: object, where: str) -> int:
                 raise UsageError(f'{where} flags must be "read" or "write", not {name!r}')
             flags |= 1 if name == "read" else 2
         return flags
-    return _int(value, f"{where} flags")
+    return parse_int(value, f"{where} flags")
 
 
 def _range_from_obj(obj: object, i: int) -> FilterRange:
@@ -285,8 +273,8 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
             raise UsageError(f"{where} base must be an integer, hex string or MSR name,"
                              f" not {raw_base!r}") from None
     else:
-        base = _int(raw_base, f"{where} base")
-    nmsrs = _int(obj["nmsrs"], f"{where} nmsrs")
+        base = parse_int(raw_base, f"{where} base")
+    nmsrs = parse_int(obj["nmsrs"], f"{where} nmsrs")
     if not 0 <= base <= U32:
         raise UsageError(f"{where} base must be a u32, not {base:#x}")
     if not 0 <= nmsrs <= U32:
@@ -322,7 +310,7 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
     rng = FilterRange(flags=flags, base=base, nmsrs=nmsrs, allow_bits=b"")
     indices = []
     for item in listed:
-        idx = resolve_index(item if isinstance(item, str) else str(_int(item, f"{where} {key}")))
+        idx = resolve_index(item if isinstance(item, str) else str(parse_int(item, f"{where} {key}")))
         if not rng.covers(idx):
             raise UsageError(
                 f"{where} {key} entries must lie in [{base:#x}, {base + nmsrs:#x}), not {idx:#x}"
