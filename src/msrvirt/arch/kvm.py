@@ -41,13 +41,13 @@ class ExitReason(IntFlag):
 EXIT_REASON_VALID_MASK = int(ExitReason.INVAL | ExitReason.UNKNOWN | ExitReason.FILTER)
 
 
+# x86.c kvm_msr_reason: UNSUPPORTED -> UNKNOWN, FILTERED -> FILTER, any other failure -> INVAL.
+_EXIT_REASON_OF = {KvmRet.UNSUPPORTED: ExitReason.UNKNOWN, KvmRet.FILTERED: ExitReason.FILTER}
+
+
 def exit_reason_for(ret: KvmRet) -> ExitReason:
     """Map an emulation failure to the userspace exit reason (x86.c kvm_msr_reason)."""
-    if ret is KvmRet.UNSUPPORTED:
-        return ExitReason.UNKNOWN
-    if ret is KvmRet.FILTERED:
-        return ExitReason.FILTER
-    return ExitReason.INVAL
+    return _EXIT_REASON_OF.get(ret, ExitReason.INVAL)
 
 
 class Backend(StrEnum):

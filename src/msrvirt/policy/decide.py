@@ -114,6 +114,34 @@ class Emulation(NamedTuple):
     why: Why
 
 
+# Module-level aliases of enum members used per access: an attribute lookup on an enum
+# class is a Python-level call in 3.11 (~0.1 us), and a decision makes a dozen of them.
+_R = Access.R
+_W = Access.W
+_HOST = Initiator.HOST
+_OK = KvmRet.OK
+_ERR = KvmRet.ERR
+_UNSUP = KvmRet.UNSUPPORTED
+_FILTERED = KvmRet.FILTERED
+_PASSTHROUGH = Outcome.PASSTHROUGH
+_EMULATED = Outcome.EMULATED
+_GP = Outcome.GP
+_EXIT = Outcome.EXIT
+_REJECTED = Outcome.REJECTED
+_E_UNSUP = Emul.UNSUPPORTED
+_E_X2APIC = Emul.X2APIC
+_E_COMMAND = Emul.COMMAND
+_E_HOST_ONLY = Emul.HOST_ONLY
+_E_READ_ZERO = Emul.READ_ZERO
+_E_IGNORED = Emul.IGNORED
+_E_READ_ONLY = Emul.READ_ONLY
+_E_HOST_WRITE = Emul.HOST_WRITE
+_Q_NO_GATE = QuirkKind.NO_GATE
+_Q_NO_VALUE_CHECK = QuirkKind.NO_VALUE_CHECK
+_Q_RESET = QuirkKind.RESET
+_C_CANONICALIZE = Check.CANONICALIZE
+
+
 def canonical(value: int, bits: int) -> bool:
     """Whether ``value`` is canonical for a ``bits``-wide linear address (sign-extended)."""
     top = value >> (bits - 1)
@@ -218,20 +246,24 @@ _UNKNOWN = "UNSUPPORTED: {0:#x} is not in msrvirt's table (assumed unknown to KV
 
 def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
     """KVM's __kvm_get_msr / __kvm_set_msr for ``req`` (no filter, no bitmap)."""
-    row = lookup(req.msr)
+    return _emulate(scenario, req, lookup(req.msr))
+
+
+def _emulate(scenario: Scenario, req: MsrAccess, row: Msr | None) -> Emulation:
+    """emulate() with the MSR's row already looked up."""
     if row is None:
-        return Emulation(KvmRet.UNSUPPORTED, None, False,
+        return Emulation(_UNSUP, None, False,
                          (_UNKNOWN, (req.msr,)))
-    host = req.initiator is Initiator.HOST
-    write = req.access is Access.W
+    host = req.initiator is _HOST
+    write = req.access is _W
     if row.handled_by is not None and scenario.host.backend not in row.handled_by:
-        return Emulation(KvmRet.UNSUPPORTED, None, True,
+        return Emulation(_UNSUP, None, True,
                          (_owners_text, (row,)))
     caps = scenario.guest_caps
     direction = int(req.access)
     backend = scenario.host.backend
     # A backend quirk (arch/msrs.py) can drop the gate; only what was observed is exact.
-    ungated = row.quirks and row.quirk(backend, QuirkKind.NO_GATE) is not None
+    ungated = row.quirks and row.quirk(backend, _Q_NO_GATE) is not None
     for gate in () if ungated else row.gates:
         if not int(gate.access) & direction or (host and not gate.host):
             continue
@@ -241,58 +273,58 @@ def emulate(scenario: Scenario, req: MsrAccess) -> Emulation:
             return Emulation(gate.error, None, True,
                              (_gate_text, (gate, caps)))
     emul = row.emul
-    if emul is Emul.UNSUPPORTED:
-        return Emulation(KvmRet.UNSUPPORTED, None, True,
+    if emul is _E_UNSUP:
+        return Emulation(_UNSUP, None, True,
                          ("UNSUPPORTED: KVM does not emulate {0}", (row.name,)))
-    if emul is Emul.X2APIC:
+    if emul is _E_X2APIC:
         if not scenario.runtime.x2apic_mode:
-            return Emulation(KvmRet.ERR, None, True, (
+            return Emulation(_ERR, None, True, (
                 "ERR: APIC not in x2APIC mode (kvm_x2apic_msr_read/write return 1)", ()))
         if write and req.value >> 32 and row.index != 0x830:
-            return Emulation(KvmRet.ERR, None, True,
+            return Emulation(_ERR, None, True,
                              ("ERR: x2APIC register write with bits 63:32 set", ()))
-        return Emulation(KvmRet.OK, None, False,
+        return Emulation(_OK, None, False,
                          ("emulated by the in-kernel x2APIC", ()))
     if not write:
-        if emul is Emul.COMMAND:
-            return Emulation(KvmRet.UNSUPPORTED, None, True, (
+        if emul is _E_COMMAND:
+            return Emulation(_UNSUP, None, True, (
                 "UNSUPPORTED: write-only command MSR, KVM has no read handler", ()))
-        if emul is Emul.HOST_ONLY and not host:
-            return Emulation(KvmRet.ERR, None, True,
+        if emul is _E_HOST_ONLY and not host:
+            return Emulation(_ERR, None, True,
                              ("ERR: host-only MSR, a guest access fails", ()))
-        value = 0 if emul in (Emul.READ_ZERO, Emul.IGNORED) else reset_value(row, backend)
-        return Emulation(KvmRet.OK, value, True,
+        value = 0 if emul in (_E_READ_ZERO, _E_IGNORED) else reset_value(row, backend)
+        return Emulation(_OK, value, True,
                          ("emulated: {0} value", (emul.value,)))
-    if emul is Emul.READ_ZERO:
-        return Emulation(KvmRet.UNSUPPORTED, None, True,
+    if emul is _E_READ_ZERO:
+        return Emulation(_UNSUP, None, True,
                          ("UNSUPPORTED: KVM reads it as 0 but has no write handler", ()))
-    if emul is Emul.READ_ONLY:
-        return Emulation(KvmRet.ERR, None, row.write.exact,
+    if emul is _E_READ_ONLY:
+        return Emulation(_ERR, None, row.write.exact,
                          ("ERR: read-only MSR", ()))
-    if emul is Emul.HOST_WRITE and not host:
-        return Emulation(KvmRet.UNSUPPORTED, None, True,
+    if emul is _E_HOST_WRITE and not host:
+        return Emulation(_UNSUP, None, True,
                          ("UNSUPPORTED: only userspace may write it", ()))
-    if emul is Emul.HOST_ONLY and not host:
-        return Emulation(KvmRet.ERR, None, True,
+    if emul is _E_HOST_ONLY and not host:
+        return Emulation(_ERR, None, True,
                          ("ERR: host-only MSR, a guest write fails", ()))
-    checked = not (row.quirks and row.quirk(backend, QuirkKind.NO_VALUE_CHECK))
+    checked = not (row.quirks and row.quirk(backend, _Q_NO_VALUE_CHECK))
     problem = value_problem(row, req.value, scenario, hardware=False) if checked else None
     if problem is not None:
-        return Emulation(KvmRet.ERR, None, True,
+        return Emulation(_ERR, None, True,
                          ("ERR: invalid value, {0}", (problem,)))
-    if emul is Emul.IGNORED:
-        return Emulation(KvmRet.OK, None, row.write.exact,
+    if emul is _E_IGNORED:
+        return Emulation(_OK, None, row.write.exact,
                          ("emulated: KVM accepts and drops the write", ()))
-    if row.write.check is Check.CANONICALIZE:
-        return Emulation(KvmRet.OK, None, row.write.exact,
+    if row.write.check is _C_CANONICALIZE:
+        return Emulation(_OK, None, row.write.exact,
                          (_canonicalized_text, (req.value, scenario.host.virt_addr_bits)))
     exact = row.write.exact and not (ungated and req.value != 0)
-    return Emulation(KvmRet.OK, None, exact, ("emulated: stored", ()))
+    return Emulation(_OK, None, exact, ("emulated: stored", ()))
 
 
 def reset_value(row: Msr, backend: Backend) -> int | None:
     """The MSR's value after vCPU creation on ``backend`` (None where the model does not know)."""
-    quirk = row.quirk(backend, QuirkKind.RESET) if row.quirks else None
+    quirk = row.quirk(backend, _Q_RESET) if row.quirks else None
     return quirk.value if quirk is not None else row.reset
 
 
@@ -322,46 +354,47 @@ def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = N
     """The outcome of ``req`` under ``scenario``; ``intercepts`` may be passed to save work."""
     check_access(req)
     return _decide(scenario, req, intercepts if intercepts is not None
-                   else compute_intercepts(scenario))
+                   else compute_intercepts(scenario), lookup(req.msr))
 
 
-def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
-    """decide() for a request already checked."""
-    if req.initiator is Initiator.HOST:
+def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
+            row: Msr | None) -> Decision:
+    """decide() for a request already checked, with its MSR's row (None: no row)."""
+    if req.initiator is _HOST:
         return _decide_host(scenario, req)
     if not ints.intercepted(req.msr, req.access):
-        return _decide_passthrough(scenario, req, ints)
+        return _decide_passthrough(scenario, req, ints, row)
     steps: list[Why] = [(_intercept_text, (scenario, ints, req))]
     flt = scenario.filter
     if not flt.allows(req.msr, req.access):
         steps.append((_filter_text, (flt, req, False)))
-        return _fail(scenario, KvmRet.FILTERED, steps, exact=True, cause=steps[-1])
+        return _fail(scenario, _FILTERED, steps, exact=True, cause=steps[-1])
     if flt.ranges:
         steps.append((_filter_text, (flt, req, True)))
-    emu = emulate(scenario, req)
+    emu = _emulate(scenario, req, row)
     steps.append(emu.why)
     cause = (_cause_text, (ints, req, emu.why))
-    if emu.ret is KvmRet.OK:
-        return Decision(Outcome.EMULATED, None, True, KvmRet.OK, emu.value, emu.exact, tuple(steps), cause)
-    if emu.ret is KvmRet.UNSUPPORTED and scenario.host.ignore_msrs:
+    if emu.ret is _OK:
+        return Decision(_EMULATED, None, True, _OK, emu.value, emu.exact, tuple(steps), cause)
+    if emu.ret is _UNSUP and scenario.host.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: the access is ignored (reads return 0)", ()))
-        return Decision(Outcome.EMULATED, None, True, KvmRet.OK,
-                        0 if req.access is Access.R else None, emu.exact, tuple(steps), steps[-1])
+        return Decision(_EMULATED, None, True, _OK,
+                        0 if req.access is _R else None, emu.exact, tuple(steps), steps[-1])
     return _fail(scenario, emu.ret, steps, exact=emu.exact, cause=cause)
 
 
-def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts) -> Decision:
+def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts,
+                        row: Msr | None) -> Decision:
     rule = ints.settings[(req.msr, req.access)][0]  # only a rule clears a bit
-    row = lookup(req.msr)
-    verb = "WRMSR" if req.access is Access.W else "RDMSR"
+    verb = "WRMSR" if req.access is _W else "RDMSR"
     steps: tuple[Why, ...] = ((_RULE_PASSES, (rule,)), (_BIT_CLEAR, (verb, req.msr)))
-    if req.access is Access.W and row is not None:
+    if req.access is _W and row is not None:
         problem = value_problem(row, req.value, scenario, hardware=True)
         if problem is not None:
             refused: Why = ("the CPU refuses the value ({0}): hardware #GP", (problem,))
-            return Decision(Outcome.GP, None, False, None, None, row.write.exact,
+            return Decision(_GP, None, False, None, None, row.write.exact,
                             (*steps, refused), ("hardware #GP: {0}", (problem,)))
-    return Decision(Outcome.PASSTHROUGH, None, False, None, None,
+    return Decision(_PASSTHROUGH, None, False, None, None,
                     row is not None and row.write.exact, steps, ("{0.id}: {0.pass_when}", (rule,)))
 
 
@@ -369,36 +402,36 @@ def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, exact: bool,
           cause: Why) -> Decision:
     reason = exit_reason_for(ret)
     if int(reason) & int(scenario.exits):
-        steps.append(("exit reason {0} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
-                          " exits to userspace", (reason.name,)))
-        outcome = Outcome.EXIT
+        steps.append(("exit reason {0.name} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
+                      " exits to userspace", (reason,)))
+        outcome = _EXIT
     else:
-        steps.append(("exit reason {0} is not enabled: KVM injects #GP(0)", (reason.name,)))
-        outcome = Outcome.GP
+        steps.append(("exit reason {0.name} is not enabled: KVM injects #GP(0)", (reason,)))
+        outcome = _GP
     return Decision(outcome, reason, True, ret, None, exact, tuple(steps), cause)
 
 
 def _decide_host(scenario: Scenario, req: MsrAccess) -> Decision:
-    verb = "KVM_SET_MSRS" if req.access is Access.W else "KVM_GET_MSRS"
+    verb = "KVM_SET_MSRS" if req.access is _W else "KVM_GET_MSRS"
     steps: list[Why] = [("host-initiated {0}: no bitmap, the userspace filter does not apply",
                          (verb,))]
     emu = emulate(scenario, req)
     steps.append(emu.why)
     ret, value, cause = emu.ret, emu.value, emu.why
-    if ret is KvmRet.UNSUPPORTED and advertised(scenario, req.msr):
-        if req.access is Access.R or req.value == 0:
+    if ret is _UNSUP and advertised(scenario, req.msr):
+        if req.access is _R or req.value == 0:
             steps.append(("UNSUPPORTED but in KVM_GET_MSR_INDEX_LIST: a host read returns 0"
                               " and a host write of 0 succeeds", ()))
-            ret, value, cause = KvmRet.OK, 0 if req.access is Access.R else None, steps[-1]
+            ret, value, cause = _OK, 0 if req.access is _R else None, steps[-1]
         else:
             steps.append(("in KVM_GET_MSR_INDEX_LIST, but only a write of 0 is excused", ()))
-    if ret is KvmRet.UNSUPPORTED and scenario.host.ignore_msrs:
+    if ret is _UNSUP and scenario.host.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: ignored", ()))
-        ret, value, cause = KvmRet.OK, 0 if req.access is Access.R else None, steps[-1]
-    ok = ret is KvmRet.OK
+        ret, value, cause = _OK, 0 if req.access is _R else None, steps[-1]
+    ok = ret is _OK
     steps.append(("{0} processes the entry" if ok
                       else "{0} stops at this entry (0 processed)", (verb,)))
-    return Decision(Outcome.EMULATED if ok else Outcome.REJECTED, None, True, ret, value,
+    return Decision(_EMULATED if ok else _REJECTED, None, True, ret, value,
                     emu.exact and lookup(req.msr) is not None, tuple(steps), cause)
 
 
@@ -462,9 +495,9 @@ def explain_msr(scenario: Scenario, index: int,
     ints = intercepts if intercepts is not None else compute_intercepts(scenario)
     row = lookup(index)
     value = row.reset if row is not None and row.reset is not None else 0
-    read = MsrAccess(index, Access.R)
-    check_access(read)
+    if not 0 <= index <= 0xFFFF_FFFF:
+        raise UsageError(f"an MSR index must be a u32, not {index:#x}")
     return (
-        _decide(scenario, read, ints),
-        _decide(scenario, MsrAccess(index, Access.W, value), ints),
+        _decide(scenario, MsrAccess(index, _R), ints, row),
+        _decide(scenario, MsrAccess(index, _W, value), ints, row),
     )

@@ -95,9 +95,11 @@ class MsrFilter:
             return True
         direction = int(access)  # plain int: IntFlag arithmetic is slow on this hot path
         for rng in self.ranges:
-            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
+            # rng.covers(msr), inlined: this runs for every range on every access
+            base = rng.base
+            if rng.nmsrs and rng.flags & direction and base <= msr < (base + rng.nmsrs) & U32:
                 return rng.allows_bit(msr)
-        return self.default_allow
+        return not self.flags & KVM_MSR_FILTER_DEFAULT_DENY
 
     def deciding_range(self, msr: int, access: Access) -> int | None:
         """Index (into ``ranges``) of the range that decides, or None (x2APIC or default)."""
