@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,9 @@ def test_bitmap_out_writes_the_exact_page(capsys: pytest.CaptureFixture[str], tm
     assert expected.bitmap is not None
     assert out.read_bytes() == expected.bitmap.to_bytes()
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_bitmap_svm_page_is_8192_bytes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
