@@ -11,7 +11,6 @@ as unknown (KVM_MSR_RET_UNSUPPORTED).
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -464,7 +463,6 @@ def _key(name: str) -> str:
     return key.removeprefix("IA32_")
 
 
-_INDICES: list[int] = [m.index for m in MSRS]
 BY_INDEX: dict[int, Msr] = {m.index: m for m in MSRS}
 BY_NAME: dict[str, Msr] = {}
 for _m in MSRS:
@@ -512,10 +510,3 @@ def display_name(index: int) -> str:
     """The table name of ``index``, or its hex form."""
     row = BY_INDEX.get(index)
     return row.name if row else f"MSR_{index:#010x}"
-
-
-def rows_in(first: int, last: int) -> list[Msr]:
-    """Rows with first <= index <= last, in index order."""
-    lo = bisect.bisect_left(_INDICES, first)
-    hi = bisect.bisect_right(_INDICES, last)
-    return list(MSRS[lo:hi])
