@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from msrvirt.cli.options import parse_guest, print_json
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         summary = []
         total = sum(ps.op_count for ps in scenarios)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console_err(), transient=True,
+                      TimeElapsedColumn(), console=Console(stderr=True), transient=True,
                       disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("conformance", total=total)
             for ps in scenarios:
@@ -83,9 +84,3 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations,"
               f" {len(all_rows) - bad} agree, {bad} disagree")
     return 1 if bad else 0
-
-
-def console_err() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
