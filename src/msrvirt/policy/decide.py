@@ -373,7 +373,7 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
         steps.append((_filter_text, (flt, req, True)))
     emu = _emulate(scenario, req, row)
     steps.append(emu.why)
-    cause = (_cause_text, (ints, req, emu.why))
+    cause = (_cause_text, (scenario, ints, req, emu.why))
     if emu.ret is _OK:
         return Decision(_EMULATED, None, True, _OK, emu.value, emu.exact, tuple(steps), cause)
     if emu.ret is _UNSUP and scenario.host.ignore_msrs:
@@ -439,41 +439,39 @@ def _skipped_rules(ints: Intercepts, req: MsrAccess) -> list[Rule]:
     return [r for r in ints.skipped if req.msr in r.msrs and int(r.access) & int(req.access)]
 
 
-def _cause_text(ints: Intercepts, req: MsrAccess, emu: Why) -> str:
-    """Why the access exits, in a few words, then what KVM made of it."""
-    setting = ints.setting(req.msr, req.access)
+def _why_intercepted(scenario: Scenario, ints: Intercepts, req: MsrAccess) -> tuple[str, str]:
+    """Why the access exits: (in a few words, in a sentence).  One case analysis for both."""
     if ints.bitmap is None:
-        why = "no MSR bitmap"
-    elif setting is not None:
-        why = ("filter forces intercept" if setting.filter_denied
-               else f"{setting.rule.id}: {setting.rule.intercept_when}")
-    elif skipped := _skipped_rules(ints, req):
-        why = f"{skipped[0].id} did not run (needs {skipped[0].runs_when})"
-    elif ints.bitmap.bit_position(req.msr, req.access) is None:
-        why = "outside the bitmap"
-    else:
-        why = "no passthrough rule"
-    return f"{why} -> {render(emu)}"
+        return ("no MSR bitmap",
+                f"{scenario.host.backend.value}: no MSR bitmap, every RDMSR/WRMSR traps to KVM")
+    setting = ints.setting(req.msr, req.access)
+    name = _msr_name(req.msr)
+    if setting is not None:
+        if setting.filter_denied:
+            return ("filter forces intercept",
+                    f"intercepted: rule {setting.rule.id} would pass it through, but the filter"
+                    " denies this direction, so the bit stays set")
+        return (f"{setting.rule.id}: {setting.rule.intercept_when}",
+                render((_RULE_INTERCEPTS, (setting.rule,))))
+    if skipped := _skipped_rules(ints, req):
+        conds = "; ".join(r.runs_when for r in skipped)
+        return (f"{skipped[0].id} did not run (needs {skipped[0].runs_when})",
+                f"intercepted: rule {', '.join(r.id for r in skipped)} did not run"
+                f" (needs: {conds}), so the bit stays set from vCPU creation")
+    if ints.bitmap.bit_position(req.msr, req.access) is None:
+        return ("outside the bitmap",
+                f"intercepted: {name} is outside the bitmap's ranges, so it always exits")
+    return ("no passthrough rule",
+            f"intercepted: no rule of {scenario.policy.name} passes {name} through")
+
+
+def _cause_text(scenario: Scenario, ints: Intercepts, req: MsrAccess, emu: Why) -> str:
+    """Why the access exits, in a few words, then what KVM made of it."""
+    return f"{_why_intercepted(scenario, ints, req)[0]} -> {render(emu)}"
 
 
 def _intercept_text(scenario: Scenario, ints: Intercepts, req: MsrAccess) -> str:
-    if ints.bitmap is None:
-        return f"{scenario.host.backend.value}: no MSR bitmap, every RDMSR/WRMSR traps to KVM"
-    setting = ints.setting(req.msr, req.access)
-    name = _msr_name(req.msr)
-    if setting is None:
-        skipped = _skipped_rules(ints, req)
-        if skipped:
-            conds = "; ".join(r.runs_when for r in skipped)
-            return (f"intercepted: rule {', '.join(r.id for r in skipped)} did not run"
-                    f" (needs: {conds}), so the bit stays set from vCPU creation")
-        if ints.bitmap.bit_position(req.msr, req.access) is None:
-            return f"intercepted: {name} is outside the bitmap's ranges, so it always exits"
-        return f"intercepted: no rule of {scenario.policy.name} passes {name} through"
-    if setting.filter_denied:
-        return (f"intercepted: rule {setting.rule.id} would pass it through, but the filter"
-                " denies this direction, so the bit stays set")
-    return render((_RULE_INTERCEPTS, (setting.rule,)))
+    return _why_intercepted(scenario, ints, req)[1]
 
 
 def _filter_text(flt: MsrFilter, req: MsrAccess, allowed: bool) -> str:
