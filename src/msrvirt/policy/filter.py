@@ -93,21 +93,21 @@ class MsrFilter:
         """Whether a guest ``access`` (R or W) to ``msr`` passes the filter (kvm_msr_allowed)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return True
-        direction = int(access)  # plain int: IntFlag arithmetic is slow on this hot path
-        for rng in self.ranges:
-            # rng.covers(msr), inlined: this runs for every range on every access
-            base = rng.base
-            if rng.nmsrs and rng.flags & direction and base <= msr < (base + rng.nmsrs) & U32:
-                return rng.allows_bit(msr)
-        return not self.flags & KVM_MSR_FILTER_DEFAULT_DENY
+        i = self.deciding_range(msr, access)
+        if i is None:
+            return not self.flags & KVM_MSR_FILTER_DEFAULT_DENY
+        return self.ranges[i].allows_bit(msr)
 
     def deciding_range(self, msr: int, access: Access) -> int | None:
-        """Index (into ``ranges``) of the range that decides, or None (x2APIC or default)."""
+        """Index (into ``ranges``) of the first range that covers ``msr`` for ``access``, or
+        None (x2APIC MSRs, or no range: the default decides)."""
         if X2APIC_FIRST <= msr <= X2APIC_LAST:
             return None
-        direction = int(access)
+        direction = int(access)  # plain int: IntFlag arithmetic is slow on this hot path
         for i, rng in enumerate(self.ranges):
-            if rng.nmsrs and rng.flags & direction and rng.covers(msr):
+            # rng.covers(msr), inlined: this runs for every range on every filtered access
+            base = rng.base
+            if rng.nmsrs and rng.flags & direction and base <= msr < (base + rng.nmsrs) & U32:
                 return i
         return None
 
