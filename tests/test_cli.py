@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,14 @@ def test_python_dash_m_runs_end_to_end() -> None:
     proc = subprocess.run([sys.executable, "-m", "msrvirt", "explain", "--msr", "fred_rsp0",
                            "--json"], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout)["msrs"][0]["read"]["outcome"] == "passthrough"
+
+
+def test_review_refuses_an_unwritable_report_path_before_doing_the_work(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    start = time.perf_counter()
+    assert main(["review", "--no-live", "--html", str(blocker / "review.html")]) == 2
+    assert time.perf_counter() - start < 5  # the checker never ran
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err

@@ -76,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({"host": fingerprint.to_obj(), "results": [r.to_obj() for r in all_rows]})
         return 1 if bad else 0
     out = console()
-    shown = [r for r in all_rows
-             if args.full or not r.agree
-             or next(s for s in summary if s[0] == r.scenario)[1] <= SWEEP_ROWS]
+    small = {name for name, n, _, _ in summary if n <= SWEEP_ROWS}
+    shown = [r for r in all_rows if args.full or not r.agree or r.scenario in small]
     out.print(rows_table(shown, f"conformance on {host.description}"))
     out.print(summary_table(summary))
     out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations,"

@@ -110,6 +110,22 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     )
 
 
+def check_writable(path: str) -> None:
+    """Fail now, with one line, if ``path`` could not be written later (for long commands).
+
+    Creates the directory and a temporary file in it, as write_atomically will.
+    """
+    if Path(path).is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    directory = Path(path).parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror}") from None
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename: never half-written."""
     target = Path(path)

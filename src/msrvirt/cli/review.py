@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from msrvirt.cli.cost import load_costs
-from msrvirt.cli.options import parse_guest, print_json, write_atomically
+from msrvirt.cli.options import check_writable, parse_guest, print_json, write_atomically
 from msrvirt.conform.corpus import builtin, rows
 from msrvirt.conform.predict import predict
 from msrvirt.cost.constants import ExitCosts
@@ -74,6 +74,7 @@ def _figures(exit_costs: ExitCosts) -> list[tuple[str, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.html)  # before 20 s of work, not after
     exit_costs = load_costs(args.costs)
     err = Console(stderr=True)
     with err.status("msrvirt review", spinner="dots") as status:
