@@ -50,11 +50,6 @@ class HostProfile:
     source: str = ""
 
     @property
-    def has_msr_bitmap(self) -> bool:
-        """Whether guest MSR accesses can run without an exit at all (not on PVM)."""
-        return self.backend is not Backend.PVM
-
-    @property
     def virt_addr_bits(self) -> int:
         """Linear-address width KVM checks MSR values against (max_host_virt_addr_bits)."""
         return 57 if F.LA57 in self.features else 48
