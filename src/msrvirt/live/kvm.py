@@ -144,7 +144,23 @@ def _read_cpuid(fd: int, request: Ioctl) -> tuple[CpuidEntry, ...]:
         return _cpuid_entries(buf.entries, buf.nent)
 
 
-class _Handle:
+class Closing:
+    """A context manager that calls ``close()`` on leaving ``with`` (handles and the probe)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Handle(Closing):
     """One open KVM file descriptor, closed by `close`, by ``with`` or when collected."""
 
     _fd: int
@@ -175,15 +191,6 @@ class _Handle:
 
     def _release(self) -> None:
         """Free what this handle holds besides its descriptor (mappings)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _CREATE = object()  # passed by parents only: Vm and Vcpu are not made directly

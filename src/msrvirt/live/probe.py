@@ -31,8 +31,6 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from types import TracebackType
-from typing import Self
 
 from msrvirt.arch.kvm import Access, ExitReason
 from msrvirt.conform.predict import Result
@@ -48,7 +46,7 @@ from msrvirt.live.exits import (
     X86Rdmsr,
     X86Wrmsr,
 )
-from msrvirt.live.kvm import CpuidEntry, GuestMemory, Kvm, MsrEntry, Vcpu, Vm
+from msrvirt.live.kvm import Closing, CpuidEntry, GuestMemory, Kvm, MsrEntry, Vcpu, Vm
 from msrvirt.policy.decide import Initiator, MsrAccess
 from msrvirt.policy.filter import MsrFilter
 
@@ -196,7 +194,7 @@ def answer_gp(exit_: MsrExit) -> MsrAnswer:
     return ANSWER_GP
 
 
-class Probe:
+class Probe(Closing):
     """A VM with one vCPU set up to run the probe guest; made by `Probe.create`.
 
     Owns the VM: closing the probe (or leaving ``with``) closes VM, vCPU and memory.
@@ -249,15 +247,6 @@ class Probe:
 
     def close(self) -> None:
         self.vm.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def run(
         self, ops: Sequence[MsrAccess], *, answer: Answer = answer_gp,
