@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 
+from msrvirt.arch import msrs
 from msrvirt.machine.designs import Design
 from msrvirt.machine.model import (
     BELIEF,
@@ -49,7 +50,7 @@ from msrvirt.machine.model import (
 # keeps one representative of RSP1-3 and of SSP1-3: every design gives the three the same
 # intercept rule and VMCS field pattern (docs/check.md, abstraction 1), so an access to
 # RSP2 is driven as an access to the model's RSP1 and counted under RSP2.
-FRED_MSRS: tuple[int, ...] = (0x1CC, 0x1CD, 0x1CE, 0x1CF, 0x1D0, 0x1D1, 0x1D2, 0x1D3, 0x1D4, 0x6A4)
+FRED_MSRS: tuple[int, ...] = (*(m.index for m in msrs.FRED_MSRS), msrs.resolve_index("PL0_SSP"))
 RSP0, RSP1, RSP2, RSP3, STKLVLS, SSP1, SSP2, SSP3, CONFIG, PL0_SSP = FRED_MSRS
 SLOT_OF: dict[int, Slot] = {
     RSP0: Slot.RSP0, RSP1: Slot.RSP1, RSP2: Slot.RSP1, RSP3: Slot.RSP1,
