@@ -9,6 +9,7 @@ from typing import Any
 
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
+from msrvirt.cli import nested
 from msrvirt.cli.options import (
     add_scenario_options,
     print_json,
@@ -17,8 +18,10 @@ from msrvirt.cli.options import (
 )
 from msrvirt.errors import UsageError
 from msrvirt.policy.intercepts import check_backend, compute_intercepts
+from msrvirt.policy.nested import merge_list
 from msrvirt.policy.policies import policy
-from msrvirt.report.jsonout import diff_json, scenario_json
+from msrvirt.report.jsonout import diff_json
+from msrvirt.report.nested import nested_line
 from msrvirt.report.tables import console, diff_table, scenario_line
 
 
@@ -26,21 +29,26 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bitmap", help="the exact MSR bitmap page of a scenario",
                        description=__doc__)
     add_scenario_options(p)
+    nested.add_nested_options(p)
     p.add_argument("--out", metavar="FILE",
                    help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE")
-    p.add_argument("--diff", metavar="POLICY", help="list what POLICY changes in the page")
+    p.add_argument("--diff", metavar="POLICY",
+                   help="list what POLICY (with --nested: merge list) changes in the page")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
-    bitmap = compute_intercepts(s).bitmap
+    n = nested.nested_from_args(args, s)
+    bitmap = compute_intercepts(s).bitmap if n is None else nested.vmcs02_page(n)
     if bitmap is None:
         raise UsageError(f"host {s.host.name} ({s.host.backend.value}) has no MSR bitmap:"
                          " every guest MSR access exits")
     diff = None
-    if args.diff:
+    if args.diff and n is not None:
+        diff = bitmap.diff(nested.vmcs02_page(replace(n, merge=merge_list(args.diff))))
+    elif args.diff:
         other = replace(s, policy=policy(args.diff))
         check_backend(other.policy, s.host.backend)
         other_bitmap = compute_intercepts(other).bitmap
@@ -54,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         by_msr[msr] = by_msr.get(msr, Access(0)) | access
     if args.json:
         obj: dict[str, Any] = {
-            "scenario": scenario_json(s),
+            **nested.json_head(s, n),
             "kind": bitmap.KIND,
             "size": bitmap.SIZE,
             "sha256": hashlib.sha256(bitmap.to_bytes()).hexdigest(),
@@ -64,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             ],
         }
         if diff is not None:
-            obj["diff"] = {"policy": args.diff, "rows": [diff_json(r) for r in diff]}
+            obj["diff"] = {"merge" if n else "policy": args.diff,
+                           "rows": [diff_json(r) for r in diff]}
         if args.out:
             obj["out"] = args.out
         print_json(obj)
@@ -73,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"{bitmap.KIND}, {bitmap.SIZE} bytes, sha256"
               f" {hashlib.sha256(bitmap.to_bytes()).hexdigest()[:16]}…")
     out.print(f"scenario: {scenario_line(s)}")
+    if n is not None:
+        out.print(nested_line(n))
     out.print(f"passed through ({len(by_msr)} MSRs; every other access exits):")
     for m, a in sorted(by_msr.items()):
         out.print(f"  {m:#010x}  {display_name(m):<24} {a.label}")
     if diff is not None:
-        out.print(diff_table(f"{s.policy.name} -> {args.diff}: {len(diff)} bit(s) differ", diff))
+        now = s.policy.name if n is None else n.merge.name
+        out.print(diff_table(f"{now} -> {args.diff}: {len(diff)} bit(s) differ", diff))
     if args.out:
         out.print(f"wrote {bitmap.SIZE} bytes to {args.out}")
     return 0

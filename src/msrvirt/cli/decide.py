@@ -9,10 +9,13 @@ from rich.text import Text
 
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
+from msrvirt.cli import nested
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
 from msrvirt.errors import UsageError
-from msrvirt.policy.decide import Initiator, MsrAccess, decide
-from msrvirt.report.jsonout import decision_json, scenario_json
+from msrvirt.policy.decide import Decision, Initiator, MsrAccess, decide
+from msrvirt.policy.nested import L2Decision, decide_l2
+from msrvirt.report.jsonout import decision_json
+from msrvirt.report.nested import l2_decision_json, l2_outcome_text, nested_line
 from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
 
 
@@ -25,6 +28,7 @@ def register(sub: Any) -> None:
     p.add_argument("--host-initiated", action="store_true",
                    help="userspace KVM_GET_MSRS/KVM_SET_MSRS instead of the guest")
     add_scenario_options(p)
+    nested.add_nested_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -43,6 +47,7 @@ def parse_value(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
+    n = nested.nested_from_args(args, s)
     index = resolve_index(args.msr)
     req = MsrAccess(
         msr=index,
@@ -50,14 +55,15 @@ def run(args: argparse.Namespace) -> int:
         value=0 if args.read else parse_value(args.write),
         initiator=Initiator.HOST if args.host_initiated else Initiator.GUEST,
     )
-    d = decide(s, req)
+    d: Decision | L2Decision = decide(s, req) if n is None else decide_l2(n, req)
     if args.json:
         print_json({
-            "scenario": scenario_json(s),
+            **nested.json_head(s, n),
             "access": {"index": index, "name": display_name(index),
                        "access": req.access.label, "value": req.value,
                        "initiator": req.initiator.value},
-            "decision": {**decision_json(d), "kvm_ret": d.kvm_ret.name if d.kvm_ret else None,
+            "decision": {**(decision_json(d) if isinstance(d, Decision) else l2_decision_json(d)),
+                         "kvm_ret": d.kvm_ret.name if d.kvm_ret else None,
                          "value": d.value, "exact": d.exact},
         })
         return 0
@@ -66,14 +72,17 @@ def run(args: argparse.Namespace) -> int:
     if req.initiator is Initiator.GUEST:
         who = "guest WRMSR" if req.access is Access.W else "guest RDMSR"
     what = f" value {req.value:#x}" if req.access is Access.W else ""
-    out.print(f"{who} {display_name(index)} ({index:#x}){what}")
+    out.print(f"{who if n is None else 'L2 ' + who} {display_name(index)} ({index:#x}){what}")
     out.print(f"scenario: {scenario_line(s)}")
-    line = Text("outcome: ").append_text(outcome_text(d))
+    if n is not None:
+        out.print(nested_line(n))
+    line = Text("outcome: ").append_text(
+        outcome_text(d) if isinstance(d, Decision) else l2_outcome_text(d))
     if d.value is not None:
         line.append(f"  (reads {d.value:#x})")
     if not d.exact:
         line.append("  (model not exact for this MSR beyond the filter)")
     out.print(line)
-    for text in decision_lines(d):
+    for text in decision_lines(d.reasons):
         out.print(text)
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from msrvirt.arch.kvm import Backend
 from msrvirt.arch.msrs import MSRS, Family, display_name, resolve_index
+from msrvirt.cli import nested
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
 from msrvirt.policy.decide import explain_msr
 from msrvirt.policy.intercepts import compute_intercepts
@@ -20,6 +21,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("explain", help="intercept decision and outcome of each MSR access",
                        description=__doc__)
     add_scenario_options(p)
+    nested.add_nested_options(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--msr", metavar="NAME[,NAME...]",
                        help="MSRs to explain (names or indices)")
@@ -47,6 +49,9 @@ def select_msrs(args: argparse.Namespace, s: Scenario) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
+    n = nested.nested_from_args(args, s)
+    if n is not None:
+        return nested.run_explain(args, n, select_msrs(args, s))
     ints = compute_intercepts(s)
     rows = [(i, *explain_msr(s, i, ints)) for i in select_msrs(args, s)]
     if args.json:
