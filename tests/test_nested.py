@@ -460,7 +460,7 @@ def test_explain_gives_a_read_and_a_valid_write() -> None:
 
 def test_nested_vmx_needs_a_vmx_host() -> None:
     amd = host("amd-zen5")
-    with pytest.raises(UsageError, match="nested SVM is not modelled"):
+    with pytest.raises(UsageError, match="VMX hosts only, not on amd-zen5"):
         Nested(l0=Scenario(host=amd, guest=amd.features, policy=policy("svm-fred")),
                l1=PASS_ALL, merge=merge_list("v9"))
 

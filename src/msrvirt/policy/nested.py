@@ -249,8 +249,8 @@ def parse_controls(spec: str, base: Control) -> Control:
 def check_host(h: HostProfile) -> None:
     """Raise UsageError unless ``h`` runs guests with VMX (nested SVM is not modelled)."""
     if h.backend is not Backend.VMX:
-        raise UsageError(f"nested VMX needs a VMX host, not {h.name} ({h.backend.value});"
-                         " nested SVM is not modelled")
+        raise UsageError(f"nested virtualization is modelled on VMX hosts only, not on {h.name}"
+                         f" ({h.backend.value})")
 
 
 # -- vmcs02 ---------------------------------------------------------------------------------------

@@ -15,15 +15,10 @@ from msrvirt.arch.msrs import display_name
 from msrvirt.arch.vmcs12 import encode, names
 from msrvirt.policy.nested import L2Decision, L2Outcome, Nested
 from msrvirt.policy.scenario import Scenario
-from msrvirt.report.tables import scenario_line
+from msrvirt.report.tables import outcome_text, scenario_line
 
-_STYLE = {
-    L2Outcome.PASSTHROUGH: "green",
-    L2Outcome.EMULATED: "cyan",
-    L2Outcome.REFLECTED: "magenta",
-    L2Outcome.GP: "red",
-    L2Outcome.EXIT: "yellow",
-}
+# Outcomes without L0's involvement (L0's own are styled by report/tables.py).
+_STYLE = {L2Outcome.PASSTHROUGH: "green", L2Outcome.REFLECTED: "magenta", L2Outcome.GP: "red"}
 
 
 def nested_json(n: Nested) -> dict[str, Any]:
@@ -60,10 +55,9 @@ def l2_decision_json(d: L2Decision) -> dict[str, Any]:
 
 
 def l2_outcome_text(d: L2Decision) -> Text:
-    label = d.outcome.value
-    if d.outcome is L2Outcome.EXIT and d.exit_reason is not None and d.exit_reason.name:
-        label = f"exit {d.exit_reason.name.lower()}"
-    return Text(label, style=_STYLE[d.outcome])
+    if d.l0 is not None:  # L0 kept the exit: its outcome is the single-level one
+        return outcome_text(d.l0)
+    return Text(d.outcome.value, style=_STYLE[d.outcome])
 
 
 def nested_line(n: Nested) -> str:
