@@ -43,11 +43,12 @@ def test_explain_nested_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     doc = run_json(capsys, "explain", "--nested", "kvm", "--merge", "fred-all", "--msr",
                    ",".join(FRED))
     assert set(doc) == {"scenario", "nested", "msrs"}
-    assert doc["nested"]["l1"] == "kvm:fred-v9" and doc["nested"]["merge"] == "fred-all"
+    assert doc["nested"]["l1"] == "kvm:fred-v9" and doc["nested"]["merge"]["name"] == "fred-all"
     assert doc["nested"]["vmcs12"]["controls"] == ["msr-bitmaps", "load-guest-fred",
                                                    "save-guest-fred", "load-host-fred"]
     assert doc["nested"]["vmcs12"]["fields"]["0x4002"] == hex(1 << 28)
-    assert len(doc["nested"]["merge_msrs"]) == 14 + 9
+    assert len(doc["nested"]["merge"]["msrs"]) == 14 + 9
+    assert "nested_vmx_prepare_msr_bitmap" in doc["nested"]["merge"]["source"]
     for row in doc["msrs"]:
         for access in ("read", "write"):
             d = row[access]

@@ -305,7 +305,6 @@ _DISABLE_X2APIC = _cite("nested_vmx_disable_intercept_for_x2apic_msr")
 def _x2apic_bit(l1_page: MsrBitmap, controls: Control, msr: int, access: Access) -> Vmcs02Bit:
     """nested_vmx_prepare_msr_bitmap's x2APIC part: vmcs01 is ignored, L1's bit is taken
     only where a control lets L2 reach the virtual APIC, every other bit is set."""
-    l1 = l1_page.intercepted(msr, access)
     if Control.VIRTUALIZE_X2APIC_MODE not in controls:
         return Vmcs02Bit(intercept=True, basis=Basis.X2APIC, vmcs01=None, l1=None, rule=(
             "x2APIC MSR: enable_x2apic_msr_intercepts sets it and, without virtualize x2APIC"
@@ -323,6 +322,7 @@ def _x2apic_bit(l1_page: MsrBitmap, controls: Control, msr: int, access: Access)
         return Vmcs02Bit(intercept=True, basis=Basis.X2APIC, vmcs01=None, l1=None, rule=(
             "x2APIC MSR: enable_x2apic_msr_intercepts sets it and no x2APIC rule of vmcs12's"
             f" controls clears this {access.label} {_cite('nested_vmx_prepare_msr_bitmap')}"))
+    l1 = l1_page.intercepted(msr, access)
     return Vmcs02Bit(intercept=l1, basis=Basis.X2APIC, vmcs01=None, l1=l1, rule=rule)
 
 
@@ -402,7 +402,6 @@ class L2Decision:
     @property
     def kvm_ret(self) -> KvmRet | None:
         return self.l0.kvm_ret if self.l0 is not None else None
-
 
 
 def _vmcs01_reason(n: Nested, msr: int, access: Access) -> str:

@@ -33,9 +33,10 @@ def nested_json(n: Nested) -> dict[str, Any]:
             "controls": names(n.l1.controls),
             "fields": {f"{enc:#06x}": f"{value:#x}" for enc, value in encode(n.l1.controls).items()},
         },
-        "merge": n.merge.name,
-        "merge_msrs": [{"index": msr, "name": display_name(msr), "access": access.label}
-                       for msr, access in n.merge.entries],
+        "merge": {"name": n.merge.name, "description": n.merge.description,
+                  "source": n.merge.source,
+                  "msrs": [{"index": msr, "name": display_name(msr), "access": access.label}
+                           for msr, access in n.merge.entries]},
     }
 
 
