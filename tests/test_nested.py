@@ -139,6 +139,9 @@ def kernel_vmcs02(vmcs01: bytes, l1: bytes, controls: Control, merge: str) -> by
 
 
 def differing_bits(a: bytes, b: bytes) -> list[tuple[str, str]]:
+    """(MSR, direction) of every bit that differs between two pages."""
+    if a == b:
+        return []
     out = []
     for pos in range(4096 * 8):
         if (a[pos // 8] ^ b[pos // 8]) >> (pos % 8) & 1:

@@ -58,8 +58,8 @@ def add_nested_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--merge", metavar="LIST",
                        help=f"L0's merge list: {', '.join(MERGE_LISTS)} (default {DEFAULT_MERGE})")
     group.add_argument("--vmcs12", metavar="CONTROLS",
-                       help="edit the L1 profile's vmcs12 controls: NAME adds, -NAME removes,"
-                       f" none clears ({', '.join(c.name for c in CONTROL_BITS)})")
+                       help="edit the L1 profile's vmcs12 controls: NAME adds, -NAME removes"
+                       f" (--vmcs12=-NAME), none clears ({', '.join(c.name for c in CONTROL_BITS)})")
 
 
 def _load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
