@@ -66,31 +66,29 @@ _FRED = "FRED v9 patches 01-02 (kvm-msr-facts.md section 8); v9 patch 19 nested.
 _SECONDARY_EXEC = (CPU_BASED_VM_EXEC_CONTROL, CPU_BASED_ACTIVATE_SECONDARY_CONTROLS)
 _SECONDARY_EXIT = (VM_EXIT_CONTROLS, VM_EXIT_ACTIVATE_SECONDARY_CONTROLS)
 
+def _bit(control: Control, name: str, kernel: str, field: int, mask: int,
+         activation: tuple[int, int] | None, source: str) -> ControlBit:
+    return ControlBit(control=control, name=name, kernel=kernel, field=field, mask=mask,
+                      activation=activation, source=source)
+
+
+_C = Control
 CONTROL_BITS: tuple[ControlBit, ...] = (
-    ControlBit(control=Control.USE_MSR_BITMAPS, name="msr-bitmaps",
-               kernel="CPU_BASED_USE_MSR_BITMAPS", field=CPU_BASED_VM_EXEC_CONTROL,
-               mask=CPU_BASED_USE_MSR_BITMAPS, activation=None, source=_VMX_H),
-    ControlBit(control=Control.VIRTUALIZE_X2APIC_MODE, name="virtualize-x2apic",
-               kernel="SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE", field=SECONDARY_VM_EXEC_CONTROL,
-               mask=SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE, activation=_SECONDARY_EXEC,
-               source=_VMX_H),
-    ControlBit(control=Control.APIC_REGISTER_VIRT, name="apic-register-virt",
-               kernel="SECONDARY_EXEC_APIC_REGISTER_VIRT", field=SECONDARY_VM_EXEC_CONTROL,
-               mask=SECONDARY_EXEC_APIC_REGISTER_VIRT, activation=_SECONDARY_EXEC,
-               source=_VMX_H),
-    ControlBit(control=Control.VIRTUAL_INTR_DELIVERY, name="virtual-interrupt-delivery",
-               kernel="SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY", field=SECONDARY_VM_EXEC_CONTROL,
-               mask=SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY, activation=_SECONDARY_EXEC,
-               source=_VMX_H),
-    ControlBit(control=Control.LOAD_GUEST_FRED, name="load-guest-fred",
-               kernel="VM_ENTRY_LOAD_IA32_FRED", field=VM_ENTRY_CONTROLS,
-               mask=VM_ENTRY_LOAD_GUEST_FRED, activation=None, source=_FRED),
-    ControlBit(control=Control.SAVE_GUEST_FRED, name="save-guest-fred",
-               kernel="SECONDARY_VM_EXIT_SAVE_IA32_FRED", field=SECONDARY_VM_EXIT_CONTROLS,
-               mask=SECONDARY_EXIT_SAVE_GUEST_FRED, activation=_SECONDARY_EXIT, source=_FRED),
-    ControlBit(control=Control.LOAD_HOST_FRED, name="load-host-fred",
-               kernel="SECONDARY_VM_EXIT_LOAD_IA32_FRED", field=SECONDARY_VM_EXIT_CONTROLS,
-               mask=SECONDARY_EXIT_LOAD_HOST_FRED, activation=_SECONDARY_EXIT, source=_FRED),
+    _bit(_C.USE_MSR_BITMAPS, "msr-bitmaps", "CPU_BASED_USE_MSR_BITMAPS",
+         CPU_BASED_VM_EXEC_CONTROL, CPU_BASED_USE_MSR_BITMAPS, None, _VMX_H),
+    _bit(_C.VIRTUALIZE_X2APIC_MODE, "virtualize-x2apic", "SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE",
+         SECONDARY_VM_EXEC_CONTROL, SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE, _SECONDARY_EXEC, _VMX_H),
+    _bit(_C.APIC_REGISTER_VIRT, "apic-register-virt", "SECONDARY_EXEC_APIC_REGISTER_VIRT",
+         SECONDARY_VM_EXEC_CONTROL, SECONDARY_EXEC_APIC_REGISTER_VIRT, _SECONDARY_EXEC, _VMX_H),
+    _bit(_C.VIRTUAL_INTR_DELIVERY, "virtual-interrupt-delivery",
+         "SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY", SECONDARY_VM_EXEC_CONTROL,
+         SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY, _SECONDARY_EXEC, _VMX_H),
+    _bit(_C.LOAD_GUEST_FRED, "load-guest-fred", "VM_ENTRY_LOAD_IA32_FRED", VM_ENTRY_CONTROLS,
+         VM_ENTRY_LOAD_GUEST_FRED, None, _FRED),
+    _bit(_C.SAVE_GUEST_FRED, "save-guest-fred", "SECONDARY_VM_EXIT_SAVE_IA32_FRED",
+         SECONDARY_VM_EXIT_CONTROLS, SECONDARY_EXIT_SAVE_GUEST_FRED, _SECONDARY_EXIT, _FRED),
+    _bit(_C.LOAD_HOST_FRED, "load-host-fred", "SECONDARY_VM_EXIT_LOAD_IA32_FRED",
+         SECONDARY_VM_EXIT_CONTROLS, SECONDARY_EXIT_LOAD_HOST_FRED, _SECONDARY_EXIT, _FRED),
 )
 
 BY_CONTROL: dict[Control, ControlBit] = {c.control: c for c in CONTROL_BITS}
