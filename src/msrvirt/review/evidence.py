@@ -44,21 +44,24 @@ class ConformanceSummary:
     kernel: str
     scenarios: tuple[ScenarioCount, ...]
 
+    def _total(self, field: str) -> int:
+        return sum(getattr(s, field) for s in self.scenarios)
+
     @property
     def operations(self) -> int:
-        return sum(s.operations for s in self.scenarios)
+        return self._total("operations")
 
     @property
     def disagreements(self) -> int:
-        return sum(s.disagreements for s in self.scenarios)
+        return self._total("disagreements")
 
     @property
     def full_scope(self) -> int:
-        return sum(s.full_scope for s in self.scenarios)
+        return self._total("full_scope")
 
     @property
     def full_scope_disagreements(self) -> int:
-        return sum(s.full_scope_disagreements for s in self.scenarios)
+        return self._total("full_scope_disagreements")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -514,34 +514,28 @@ def _is_strs(v: Any) -> bool:
     return isinstance(v, tuple) and all(isinstance(x, str) for x in v)
 
 
+# Parameters naming things: a list of them, or one, and how each name is looked up (each
+# lookup raises an MsrvirtError naming a bad one).
+_NAME_LISTS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "msrs": ("MSR names", resolve_index), "only": ("MSR names", resolve_index),
+    "unchanged": ("MSR names", resolve_index), "hosts": ("host names", host),
+    "policies": ("policy names", policy), "drop": ("CPUID features", feature),
+}
+_NAMES: dict[str, Callable[[str], object]] = {
+    "msr": resolve_index, "host": host, "policy": policy, "from": policy, "to": policy,
+}
+
+
 def _check_value(name: str, value: Any) -> None:
     """Raise (ValueError or an MsrvirtError) if a parameter's value is not usable."""
-    if name in ("msrs", "only", "unchanged"):
+    if name in _NAME_LISTS:
+        what, look_up = _NAME_LISTS[name]
         if not _is_strs(value) or not value:
-            raise ValueError(f"{name} must be a non-empty list of MSR names")
-        for n in value:
-            resolve_index(n)
-    elif name == "msr":
-        resolve_index(value)
-    elif name == "host":
-        host(value)
-    elif name == "hosts":
-        if not _is_strs(value):
-            raise ValueError("hosts must be a list of host names")
-        for h in value:
-            host(h)
-    elif name in ("policy", "from", "to"):
-        policy(value)
-    elif name == "policies":
-        if not _is_strs(value):
-            raise ValueError("policies must be a list of policy names")
-        for p in value:
-            policy(p)
-    elif name == "drop":
-        if not _is_strs(value):
-            raise ValueError("drop must be a list of CPUID features")
-        for f in value:
-            feature(f)
+            raise ValueError(f"{name} must be a non-empty list of {what}")
+        for item in value:
+            look_up(item)
+    elif name in _NAMES:
+        _NAMES[name](value)
     elif name == "drops":
         if not isinstance(value, tuple) or not all(_is_strs(d) for d in value):
             raise ValueError("drops must be a list of lists of CPUID features")
