@@ -395,3 +395,21 @@ def test_a_workload_verdict_names_the_workload(results: dict[str, ClaimResult]) 
         for e in r.evidence:
             if e.kind.value in ("writes", "exits-delta"):
                 assert e.summary.startswith(f"{REVIEW_WORKLOAD} at 100,000 context switches/s")
+
+
+def test_the_terminal_table_shows_every_claim_its_scopes_and_flags(
+        results: dict[str, ClaimResult]) -> None:
+    from rich.console import Console
+
+    from msrvirt.report.review import claims_table, counts_line
+
+    rows = list(results.values())
+    console = Console(record=True, width=200)
+    console.print(claims_table(rows))
+    text = console.export_text()
+    for r in rows:
+        assert f"[{r.claim.id}]" in text
+    assert "RSP1-3: fails" in text and "superseded by Sean Christopherson (2026-03-06)" in text
+    by = {j: sum(r.judgement is j for r in rows) for j in Judgement}
+    assert counts_line(rows) == (f"{len(rows)} claims: {by[H]} hold, {by[P]} hold in part,"
+                                 f" {by[F]} fail, {by[U]} undecided")

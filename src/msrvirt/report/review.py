@@ -65,7 +65,8 @@ def claims_table(results: Sequence[Any]) -> Table:
     for r in results:
         c = r.claim
         who = c.message.who + (f"\n{c.message.date}" if c.message.date else "")
-        table.add_row(str(c.number), f"{c.text}\n[{c.id}]", who,
+        # Text, not a markup string: the id's brackets are not a style.
+        table.add_row(str(c.number), Text(f"{c.text}\n[{c.id}]"), Text(who),
                       verdict_text(r.judgement.value), why_text(r))
     return table
 
