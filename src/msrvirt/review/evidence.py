@@ -9,7 +9,8 @@ from enum import StrEnum
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import host
 from msrvirt.arch.msrs import display_name
-from msrvirt.check.explore import DesignCheck, check_design
+from msrvirt.check.explore import DesignCheck
+from msrvirt.check.parallel import CheckJob, check_all
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
 from msrvirt.cost.model import PolicyCost, estimate, sweep
 from msrvirt.cost.workload import Workload, workload
@@ -93,17 +94,22 @@ Progress = Callable[[str], None]
 
 def compute_inputs(*, conformance: ConformanceSummary | None,
                    exit_costs: ExitCosts = DEFAULT_COSTS,
-                   progress: Progress | None = None) -> Inputs:
-    """Run the checker on the designs the claims need and the cost model on linux-fred."""
-    checks: dict[str, DesignCheck] = {}
-    for name in HOLDING_DESIGNS:
+                   progress: Progress | None = None, jobs: int | None = None) -> Inputs:
+    """Run the checker on the designs the claims need and the cost model on linux-fred.
+
+    The designs are checked ``jobs`` at a time in parallel processes (default: the CPU
+    count; `msrvirt.check.parallel`).
+    """
+    todo = [CheckJob(design=design(n)) for n in HOLDING_DESIGNS]
+    todo += [CheckJob(design=design(n), depth=PLANTED_DEPTH) for n in PLANTED_DESIGNS]
+    finished: list[str] = []
+
+    def done(chk: DesignCheck) -> None:
+        finished.append(chk.design.name)
         if progress:
-            progress(f"check {name}")
-        checks[name] = check_design(design(name))
-    for name in PLANTED_DESIGNS:
-        if progress:
-            progress(f"check {name}")
-        checks[name] = check_design(design(name), depth=PLANTED_DEPTH)
+            progress(f"check: {len(finished)}/{len(todo)} designs ({chk.design.name})")
+
+    checks = {chk.design.name: chk for chk in check_all(todo, processes=jobs, done=done)}
     if progress:
         progress("cost linux-fred")
     w = workload("linux-fred").with_context_switches(REVIEW_RATE)
