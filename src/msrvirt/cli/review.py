@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from msrvirt.cli.check import add_jobs_option, jobs_of
 from msrvirt.cli.cost import load_costs
 from msrvirt.cli.options import check_writable, parse_guest, print_json, write_atomically
 from msrvirt.conform.corpus import builtin, rows
@@ -37,6 +38,7 @@ def register(sub: Any) -> None:
                    help="do not run the conformance corpus on /dev/kvm")
     p.add_argument("--costs", metavar="FILE",
                    help="per-exit costs from `msrvirt calibrate --out FILE`")
+    add_jobs_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json.md)")
     p.set_defaults(run=run)
 
@@ -80,6 +82,7 @@ def _figures(exit_costs: ExitCosts) -> list[tuple[str, str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.html)  # before 20 s of work, not after
+    jobs = jobs_of(args)
     exit_costs = load_costs(args.costs)
     table = load_claims()
     err = Console(stderr=True)
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         conformance, fingerprint, note = (None, None, "conformance not run (--no-live)") \
             if args.no_live else live_conformance(status)
         inputs = compute_inputs(designs=designs_needed(table.claims), conformance=conformance,
-                                exit_costs=exit_costs, progress=lambda what: status.update(what))
+                                exit_costs=exit_costs, progress=lambda what: status.update(what),
+                                jobs=jobs)
         status.update("claims")
         claims = judge_all(table.claims, inputs)
         status.update("report")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from msrvirt.check.explore import DesignCheck, check_design
+from msrvirt.check.explore import DesignCheck
+from msrvirt.check.parallel import CheckJob, check_all
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
 from msrvirt.cost.model import PolicyCost, estimate, sweep
 from msrvirt.cost.workload import Workload, workload
@@ -77,22 +78,32 @@ class Inputs:
     conformance: ConformanceSummary | None
 
 
-def check_designs(names: Iterable[str], progress: Progress | None = None) -> dict[str, DesignCheck]:
-    """The checker on each design: the holding ones exhaustively, planted ones to PLANTED_DEPTH."""
-    checks: dict[str, DesignCheck] = {}
+def check_designs(names: Iterable[str], progress: Progress | None = None,
+                  jobs: int | None = None) -> dict[str, DesignCheck]:
+    """The checker on each design: the holding ones exhaustively, planted ones to PLANTED_DEPTH.
+
+    The designs are checked ``jobs`` at a time in parallel processes (default: the CPU
+    count; `msrvirt.check.parallel`).
+    """
+    todo = []
     for name in names:
-        if progress:
-            progress(f"check {name}")
         d = design(name)
-        checks[name] = check_design(d, depth=None if d.expected is Verdict.HOLDS else PLANTED_DEPTH)
-    return checks
+        todo.append(CheckJob(design=d, depth=None if d.expected is Verdict.HOLDS else PLANTED_DEPTH))
+    finished: list[str] = []
+
+    def done(chk: DesignCheck) -> None:
+        finished.append(chk.design.name)
+        if progress:
+            progress(f"check: {len(finished)}/{len(todo)} designs ({chk.design.name})")
+
+    return {chk.design.name: chk for chk in check_all(todo, processes=jobs, done=done)}
 
 
 def compute_inputs(*, designs: Iterable[str], conformance: ConformanceSummary | None,
                    exit_costs: ExitCosts = DEFAULT_COSTS,
-                   progress: Progress | None = None) -> Inputs:
-    """Run the checker on ``designs`` and the cost model on the review's workload."""
-    checks = check_designs(designs, progress)
+                   progress: Progress | None = None, jobs: int | None = None) -> Inputs:
+    """Run the checker on ``designs`` (``jobs`` processes) and the cost model on the review's workload."""
+    checks = check_designs(designs, progress, jobs)
     if progress:
         progress(f"cost {REVIEW_WORKLOAD}")
     w = workload(REVIEW_WORKLOAD).with_context_switches(REVIEW_RATE)

@@ -27,10 +27,10 @@ from msrvirt.cost.units import SLOT_OF, enabled_step, warm_state
 from msrvirt.errors import FileFormatError, MsrvirtError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
 from msrvirt.machine.model import (
-    C_CACHE,
-    C_HW,
-    C_MODE,
-    C_TASK,
+    CACHE,
+    HW,
+    MODE_OF,
+    TASK_OF,
     VCPU_TASK,
     Ev,
     Event,
@@ -289,7 +289,7 @@ def consumes(need: Need, inputs: Inputs) -> Evidence:
     assert obs is not None
     used = dict(obs.values)
     asked = tuple(dict.fromkeys(SLOT_OF[i] for i in _msrs(need)))
-    held = {slot: s[Machine.cpu_field(0, C_HW + slot)] for slot in asked}
+    held = {slot: m.get(s, HW[0, slot]) for slot in asked}
     summary = (f"{_POINTS[event]} ({m.design.name}, guest {'with' if shstk else 'without'}"
                " shadow stacks) consumes "
                + ", ".join(f"{_slot_text(slot)} ({_value_text(v)})" for slot, v in used.items()))
@@ -315,21 +315,21 @@ def machine_state(need: Need, inputs: Inputs) -> Evidence:
     slot = SLOT_OF[resolve_index(need.get("msr"))]
     s = warm_state(m, _guest_shstk(need))
     s = enabled_step(m, s, Event(kind=Ev.GUEST_WRMSR, cpu=0, slot=slot, value=guest_value(1)))
-    if s[Machine.cpu_field(0, C_MODE)] == Mode.KVM:
+    if m.get(s, MODE_OF[0]) == Mode.KVM:
         s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))  # KVM emulated it: resume
     point, steps = _STATE_POINTS[need.get("at")]
     for kind in steps:
         s = enabled_step(m, s, Event(kind=kind, cpu=0))
     if need.get("at") == "after-preempt":
-        running = {s[Machine.cpu_field(c, C_TASK)] for c in range(m.bounds.cpus)}
+        running = {m.get(s, TASK_OF[c]) for c in range(m.bounds.cpus)}
         other = min(t for t in range(m.bounds.tasks) if t not in running and t != VCPU_TASK)
         s = enabled_step(m, s, Event(kind=Ev.CONTEXT_SWITCH, cpu=0, task=other))
-    v = s[Machine.cpu_field(0, C_HW + slot)]
+    v = m.get(s, HW[0, slot])
     summary = (f"{point} ({m.design.name}, guest {'with' if _guest_shstk(need) else 'without'}"
                f" shadow stacks): CPU 0's {_slot_text(slot)} holds {_value_text(v)}")
     if slot is Slot.RSP0:
-        task = s[Machine.cpu_field(0, C_TASK)]
-        summary += (f", the fred_rsp0 cache {value_name(s[Machine.cpu_field(0, C_CACHE)])};"
+        task = m.get(s, TASK_OF[0])
+        summary += (f", the fred_rsp0 cache {value_name(m.get(s, CACHE[0]))};"
                     f" the task running there is {task_name(task)}, whose stack top is"
                     f" {value_name(stack_top(task))}")
     ok = is_guest_value(v) == (need.expect == "guest-value")
