@@ -16,11 +16,13 @@ from msrvirt.machine.model import (
     FILTER_CHOICE,
     GUEST_CPU,
     MODE,
+    OTHER_STACK,
     PARKED,
     RING,
     TASK,
     VALUE,
     Bounds,
+    Ev,
     FilterChoice,
     GuestCpu,
     Machine,
@@ -52,7 +54,10 @@ def test_each_invariant_holds_for_v9(v9_result: Result, name: str) -> None:
     assert name not in v9_result.counterexamples
 
 
-@pytest.mark.parametrize("name", ["minimal", "intercept-all", "invalidate-cache"])
+@pytest.mark.parametrize("name", ["minimal", "intercept-all", "invalidate-cache",
+                                  "host-fields-from-msrs", "v9@cet-xsaves",
+                                  "host-fields-from-msrs@stack-map-changed",
+                                  "host-fields-from-msrs@host-supervisor-shstk"])
 def test_the_review_alternatives_hold(name: str) -> None:
     res = check_design(design(name)).result
     assert res.complete
@@ -74,6 +79,10 @@ PLANTED = [
     ("filter-no-recalc", "filter-compliance", 4, {"filter-compliance"}),
     ("cpuid-no-recalc", "pl0-ssp-virtual", 4, {"pl0-ssp-virtual", "guest-integrity", "migration"}),
     ("host-fields-once", "host-safety", 6, {"host-safety"}),
+    # The planted hosts: KVM_RUN writes the host fields, VM entry, VM exit loads them, a host
+    # NMI at level 1 uses RSP1 (the wrong stack) or SSP1 (0, not the host's shadow stack).
+    ("v9@stack-map-changed", "host-safety", 4, {"host-safety"}),
+    ("v9@host-supervisor-shstk", "host-safety", 4, {"host-safety"}),
 ]
 
 
@@ -169,6 +178,7 @@ def test_json_has_exactly_the_issues_keys() -> None:
     (VALUE, guest_value(1), "g1"),
     (VALUE, stack_top(0), "top(vcpu)"),
     (VALUE, exc_stack(1), "exc(cpu1)"),
+    (VALUE, OTHER_STACK, "other-stack"),
     (GUEST_CPU, GuestCpu.FRED, "FRED"),
     (FILTER_CHOICE, FilterChoice.DENY_FRED, "deny FRED MSRs"),
     (BITMAP, 0, "intercepts none"),
@@ -215,3 +225,34 @@ def test_parallel_processes_give_the_sequential_results_in_order() -> None:
 def test_zero_processes_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="jobs must be at least 1, not 0"):
         check_all([CheckJob(design=design("v9"))], processes=0)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("v9@stack-map-changed",
+     "host event on cpu0 used IA32_FRED_RSP1 = other-stack, the host needs exc(cpu0)"),
+    ("v9@host-supervisor-shstk",
+     "host event on cpu0 used IA32_FRED_SSP1 = 0, the host needs host-ssp"),
+], ids=["a changed map runs the NMI on another stack", "supervisor shadow stacks get SSP1 = 0"])
+def test_the_planted_hosts_break_the_field_v9_07_fills_wrongly(name: str, message: str) -> None:
+    cx = check_design(design(name), depth=CAUGHT_DEPTH).result.counterexamples["host-safety"]
+    assert cx.message == message
+    assert [e.kind for e in cx.events] == [Ev.KVM_RUN, Ev.VM_ENTRY, Ev.VM_EXIT, Ev.HOST_EXCEPTION]
+
+
+def test_on_a_cet_host_pl0_ssp_passthrough_breaks_integrity_only_through_kvm_set_msrs() -> None:
+    """On a CET host the FPU switch moves a FRED-only guest's PL0_SSP at load and put, so the
+    guest's own accesses keep their value; what breaks is that KVM_GET/SET_MSRS use
+    fred_ssp0_fallback (v9 10/22)."""
+    res = check_design(design("pl0-ssp-passthrough@cet-xsaves"), depth=CAUGHT_DEPTH).result
+    assert set(res.counterexamples) == {"pl0-ssp-virtual", "migration", "guest-integrity"}
+    integrity = res.counterexamples["guest-integrity"]
+    assert len(integrity) == 5 and Ev.KVM_SET_MSRS in {e.kind for e in integrity.events}
+    assert res.counterexamples["migration"].message == (
+        "KVM_GET_MSRS would return IA32_PL0_SSP = g0, the guest's value is g1")
+
+
+def test_the_default_host_keeps_the_state_counts_of_every_holding_design() -> None:
+    # The host configuration is an input: on Linux v6.19 (the default) the declaration is the
+    # one before it, state for state; Sean's host fields give the same machine there.
+    assert check_design(design("host-fields-from-msrs")).result.states == 273_860
+    assert check_design(design("minimal")).result.states == 244_700

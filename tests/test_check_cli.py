@@ -8,6 +8,7 @@ import pytest
 
 from msrvirt.cli import main
 from msrvirt.machine.designs import DESIGNS
+from msrvirt.machine.hostconf import HOST_CONFIGS
 
 
 def test_json_for_v9_and_a_planted_bug_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,8 +25,9 @@ def test_json_for_v9_and_a_planted_bug_exits_0(capsys: pytest.CaptureFixture[str
 def test_all_designs_within_depth_8_are_as_expected(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--all-designs", "--depth", "8"]) == 0
     out = capsys.readouterr().out
-    assert f"all {len(DESIGNS)} verdicts as expected: 4 hold, 10 planted bugs caught" in out
+    assert f"all {len(DESIGNS)} verdicts as expected: 6 hold, 12 planted bugs caught" in out
     assert "host-fields-once: breaks host-safety in 6 events" in out
+    assert "v9@host-supervisor-shstk: breaks host-safety in 4 events" in out
 
 
 def test_a_missed_bug_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,12 +37,24 @@ def test_a_missed_bug_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_list_designs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--list-designs", "--json"]) == 0
-    names = [d["name"] for d in json.loads(capsys.readouterr().out)["designs"]]
-    assert names == list(DESIGNS)
+    obj = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in obj["designs"]] == list(DESIGNS)
+    assert [h["name"] for h in obj["hosts"]] == list(HOST_CONFIGS)
+    assert {d["name"]: d["host"] for d in obj["designs"]}["v9@cet-xsaves"] == "cet-xsaves"
+
+
+def test_a_design_on_another_host_is_checked_by_its_pair_name(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--design", "pl0-ssp-passthrough@cet-xsaves", "--depth", "8",
+                 "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["designs"]
+    assert (entry["name"], entry["expected"], entry["verdict"]) == (
+        "pl0-ssp-passthrough@cet-xsaves", "fails", "fails")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--design", "v10"], "msrvirt: design must be a known name, not 'v10'"),
+    (["--design", "v9@mars"], "msrvirt: host configuration must be a known name, not 'mars'"),
     (["--cpus", "9"], "msrvirt: cpus must be between 1 and 8, not 9"),
     (["--tasks", "1"], "msrvirt: tasks must be between cpus (2) and 16, not 1"),
     (["--depth", "0"], "msrvirt: depth must be at least 1, not 0"),

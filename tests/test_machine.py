@@ -14,17 +14,20 @@ from msrvirt.machine.model import (
     FALLBACK,
     HOST_CONFIG,
     HOST_PL0_SSP,
+    HOST_SSP,
     HOST_STKLVLS,
     HW,
     INVALID,
     LOADED,
     MODE_OF,
+    OTHER_STACK,
     SLOTS,
     SOFT_RSP0,
     TASK_OF,
     VCPU_TASK,
     VMCS_CPU,
     VMCS_HOST,
+    XSAVE_PL0,
     Bounds,
     Ev,
     Event,
@@ -77,7 +80,8 @@ def v9() -> Machine:
 def test_every_design_is_named_and_the_planted_ones_are_expected_to_fail() -> None:
     assert DESIGNS["v9"].expected is Verdict.HOLDS
     holds = {n for n, d in DESIGNS.items() if d.expected is Verdict.HOLDS}
-    assert holds == {"v9", "minimal", "intercept-all", "invalidate-cache"}
+    assert holds == {"v9", "minimal", "intercept-all", "invalidate-cache", "host-fields-from-msrs",
+                     "v9@cet-xsaves"}
     assert len(DESIGNS) - len(holds) >= 6
 
 
@@ -256,3 +260,67 @@ def test_the_literal_cache_invariant_is_broken_while_guest_state_is_loaded(v9: M
     assert v9.get(s, MODE_OF[0]) == Mode.KVM and v9.get(s, LOADED) == 0
     assert v9.get(s, CACHE[0]) == stack_top(VCPU_TASK)
     assert hw(v9, s, 0, Slot.RSP0) == G0
+
+
+# -- the host configuration (machine/hostconf.py) -------------------------------------------------
+
+
+def test_v9_07_writes_the_db_stack_where_a_changed_map_wants_the_nmi_stack() -> None:
+    # v9 07: HOST_IA32_FRED_RSP1 = __this_cpu_ist_top_va(ESTACK_DB); the changed kernel runs
+    # NMIs at level 1 on its NMI stack, so the field holds another stack than level 1's.
+    m = Machine(design("v9@stack-map-changed"))
+    s = run(m, KVM_RUN, ENTRY, EXIT)
+    assert m.get(s, VMCS_HOST[Slot.RSP1]) == OTHER_STACK
+    nmi = m.observe(s, ev(Ev.HOST_EXCEPTION))
+    assert nmi is not None and dict(nmi.values)[Slot.RSP1] == OTHER_STACK
+    # Read from the MSRs instead (Sean), the field holds the kernel's own stack.
+    msrs = Machine(design("host-fields-from-msrs@stack-map-changed"))
+    assert msrs.get(run(msrs, KVM_RUN), VMCS_HOST[Slot.RSP1]) == exc_stack(0)
+
+
+def test_a_host_with_supervisor_shadow_stacks_gets_ssp1_0_from_v9_07() -> None:
+    m = Machine(design("v9@host-supervisor-shstk"))
+    s = run(m, KVM_RUN, ENTRY, EXIT)
+    assert m.get(s, VMCS_HOST[Slot.SSP1]) == INVALID  # v9 07: HOST_IA32_FRED_SSP1 = 0
+    # fred-arch-facts.md 3: with supervisor shadow stacks a ring-0 delivery loads SSPn, a
+    # delivery from user mode PL0_SSP.
+    nmi = m.observe(s, ev(Ev.HOST_EXCEPTION))
+    assert nmi is not None and dict(nmi.values)[Slot.SSP1] == INVALID
+    user = m.observe(m.initial(), ev(Ev.HOST_USER_EVENT))
+    assert user is not None and dict(user.values)[Slot.PL0_SSP] == HOST_PL0_SSP
+
+
+def test_linux_host_deliveries_consume_no_ssp(v9: Machine) -> None:
+    s = run(v9, KVM_RUN, ENTRY, EXIT)
+    nmi, user = v9.observe(s, ev(Ev.HOST_EXCEPTION)), v9.observe(run(v9), ev(Ev.HOST_USER_EVENT))
+    assert nmi is not None and user is not None
+    assert set(dict(nmi.values)) == {Slot.STKLVLS, Slot.CONFIG, Slot.RSP1}
+    assert set(dict(user.values)) == {Slot.RSP0, Slot.CONFIG}
+    assert v9.get(s, VMCS_HOST[Slot.SSP1]) == HOST_SSP  # Linux's own SSP1-3: 0, as v9 07's
+
+
+def test_the_cet_hosts_xrstors_restores_pl0_ssp_at_put_and_keeps_the_guests_value() -> None:
+    # Linux v6.19 on a CET host: the guest's XSAVE state is saved with CET_KERNEL and the host
+    # task's XRSTORS (XFEATURE_MASK_FPSTATE) puts PL0_SSP in its init state.
+    m = Machine(design("v9@cet-xsaves"))
+    s = run(m, KVM_RUN, ENTRY, ev(Ev.GUEST_WRMSR, slot=Slot.PL0_SSP, value=G1), EXIT, RETURN)
+    assert hw(m, s, 0, Slot.PL0_SSP) == HOST_PL0_SSP
+    assert m.get(s, XSAVE_PL0) == G1 and m.kvm_get(s, Slot.PL0_SSP) == G1
+    s = run(m, KVM_RUN, ENTRY, ev(Ev.GUEST_WRMSR, slot=Slot.PL0_SSP, value=G1), EXIT, RETURN,
+            KVM_RUN, ENTRY)
+    assert hw(m, s, 0, Slot.PL0_SSP) == G1
+    # The default host leaves the guest's value in the MSR after put.
+    v9 = Machine(design("v9"))
+    s = run(v9, KVM_RUN, ENTRY, ev(Ev.GUEST_WRMSR, slot=Slot.PL0_SSP, value=G1), EXIT, RETURN)
+    assert hw(v9, s, 0, Slot.PL0_SSP) == G1
+
+
+def test_on_a_cet_host_every_guests_fpu_state_moves_pl0_ssp() -> None:
+    # guest_default_mask: a FRED-only guest's FPU state carries CET_KERNEL too, so a value it
+    # wrote to a passed-through PL0_SSP follows the vCPU to another CPU.
+    m = Machine(design("pl0-ssp-passthrough@cet-xsaves"))
+    s = run(m, ev(Ev.SET_CPUID, cpu=-1, choice=GuestCpu.FRED), KVM_RUN, ENTRY,
+            ev(Ev.GUEST_WRMSR, slot=Slot.PL0_SSP, value=G1), EXIT, ev(Ev.CONTEXT_SWITCH, task=2),
+            ev(Ev.CONTEXT_SWITCH, cpu=1, task=VCPU_TASK), ev(Ev.VM_ENTRY, cpu=1))
+    assert hw(m, s, 1, Slot.PL0_SSP) == G1
+    assert m.kvm_get(s, Slot.PL0_SSP) == G0  # v9 10: KVM_GET_MSRS reads fred_ssp0_fallback

@@ -51,19 +51,19 @@ def results(inputs: Inputs) -> dict[str, ClaimResult]:
 VERDICTS = [
     ("vmcs-eight-safe", P, {"a Linux v6.19 host": H,
                             "a host kernel with another stack-level map or supervisor shadow"
-                            " stacks": U}),
+                            " stacks": F}),
     ("rsp0-ssp0-user-only", H, {"the claim": H}),
     ("host-rsp0-restored", H, {"the claim": H}),
     ("pl0-ssp-intercept", P, {"the rule": H,
                               "the reason (a guest value must not reach the hardware MSR),"
                               " Linux host": F,
-                              "the reason, on a host with supervisor shadow stacks": U}),
+                              "the reason, on a host with supervisor shadow stacks": F}),
     ("pl0-ssp-no-change", H, {"the claim": H}),
     ("ssp-msrs-without-cet", H, {"the claim": H}),
     ("rsp0-special", P, {"the premise (how often each is written)": H,
                          "the reason (the write rate)": F}),
     ("no-gap", P, {"RSP1-3": H, "SSP1-3, on a Linux v6.19 host": F,
-                   "SSP1-3, on a host with supervisor shadow stacks": U, "RSP0 and SSP0": H}),
+                   "SSP1-3, on a host with supervisor shadow stacks": H, "RSP0 and SSP0": H}),
     ("hpa-cache-invariant", P, {"where the host can reach user mode (no guest state loaded)": H,
                                 "literally, in every state (guest state loaded too)": F}),
     ("hpa-invalidate", H, {"the claim": H}),
@@ -73,7 +73,8 @@ VERDICTS = [
                                "modifying the hardware MSR is no problem (Linux host)": H,
                                "passthrough needs load/put switching, on a FRED host without"
                                " CET": H,
-                               "passthrough needs load/put switching, on a CET host": U}),
+                               "passthrough needs load/put switching, on a CET host": F,
+                               "passthrough needs more code, on a CET host": H}),
     ("intercept-more-work", F, {"the claim": F}),
     ("free-passthrough", H, {"the eight the VMCS switches (free)": H,
                              "RSP0 (needed for performance)": H}),
@@ -90,12 +91,17 @@ VERDICTS = [
                               "PL0_SSP, a guest with shadow stacks": H,
                               "PL0_SSP, a guest without shadow stacks": H,
                               "a host kernel with another stack-level map or supervisor shadow"
-                              " stacks": U}),
+                              " stacks": F}),
     ("document-why", H, {"the claim": H}),
-    ("host-fields-stack-map", P, {"v9 07 relies on the kernel's stack-level map": H,
-                                  "relying on it breaks when the kernel changes its map": U}),
+    ("host-fields-stack-map", H, {"v9 07 relies on the kernel's stack-level map": H,
+                                  "relying on it breaks when the kernel changes its map": H,
+                                  "filling the fields with the host's own values does not rely"
+                                  " on it": H}),
     ("rsp0-no-vmcs-field", H, {"RSP0": H, "SSP1-3": H}),
     ("filter-change", H, {"the claim": H}),
+    ("v9-host-assumptions", H, {"a kernel with another stack-level map": H,
+                                "a kernel with supervisor shadow stacks": H,
+                                "the host's XRSTORS of PL0_SSP, either way": H}),
 ]
 
 
@@ -139,8 +145,13 @@ def test_eight_safe_names_their_vmcs_fields_and_what_breaks_without_the_host_loa
     assert planted.figure("events host-safety") == 4
     assert "breaks host-safety in 4 events" in r.scope("a Linux v6.19 host").reason
     other = r.scope("a host kernel with another stack-level map or supervisor shadow stacks")
-    assert [e.bearing for e in other.evidence] == [Bearing.PENDING, Bearing.PENDING]
-    assert "stack level" in other.reason and "supervisor shadow stacks" in other.reason
+    assert [e.bearing for e in other.evidence] == [Bearing.CONTRADICTS, Bearing.CONTRADICTS]
+    # v9 07 fills host RSP1 with the #DB stack where the changed kernel runs NMIs, and host
+    # SSP1-3 with 0: KVM_RUN, VM entry, VM exit, a host NMI.
+    changed, shstk = other.evidence
+    assert changed.figure("events host-safety") == shstk.figure("events host-safety") == 4
+    assert "IA32_FRED_RSP1 = other-stack, the host needs exc(cpu0)" in changed.summary
+    assert "IA32_FRED_SSP1 = 0, the host needs host-ssp" in shstk.summary
 
 
 def test_rsp0_and_ssp0_are_not_consumed_by_a_host_nmi_right_after_vm_exit(
@@ -166,6 +177,13 @@ def test_pl0_ssp_rule_holds_but_its_reason_is_disputed_by_chao(
     reason = r.scope("the reason (a guest value must not reach the hardware MSR), Linux host")
     # No host event consumes PL0_SSP: Linux runs without supervisor shadow stacks.
     assert all("not PL0_SSP (g0, the guest's)" in e.summary for e in reason.deciding)
+    # With supervisor shadow stacks a host event from user mode loads PL0_SSP, but the host's
+    # XRSTORS has put its own value back by then (vCPU put comes before any return to user).
+    shstk = r.scope("the reason, on a host with supervisor shadow stacks")
+    assert shstk.reason.startswith("host-fields-from-msrs on host-supervisor-shstk")
+    assert "keeps every invariant" in shstk.reason
+    used = _one(r, shstk.scope.label, "consumes")
+    assert used.bearing is Bearing.INFORMS and "PL0_SSP (host-pl0)" in used.summary
     assert _msg_ids(r, Relation.DISPUTED_BY) == ["aRQf1sQZ9Z3CTB8i@intel.com"]
     assert [link.claim for link in r.flags] == ["pl0-ssp-complexity"]
 
@@ -208,6 +226,9 @@ def test_rsp0_is_written_per_switch_but_special_because_no_kernel_event_uses_it(
 def test_no_gap_holds_for_rsp1_3_and_says_linux_hosts_consume_no_ssp(
         results: dict[str, ClaimResult]) -> None:
     r = results["no-gap"]
+    shstk = r.scope("SSP1-3, on a host with supervisor shadow stacks")
+    assert "v9 on host-supervisor-shstk" in shstk.reason and "IA32_FRED_SSP1 = 0" in shstk.reason
+    assert "host-fields-from-msrs on host-supervisor-shstk" in shstk.reason
     ssp = r.scope("SSP1-3, on a Linux v6.19 host")
     assert "not FRED_SSP1-3 (host-ssp)" in ssp.reason
     assert "vmx_set_constant_host_state" in ssp.reason
@@ -248,7 +269,7 @@ def test_only_rsp0_is_per_task(results: dict[str, ClaimResult]) -> None:
     assert _one(r, "RSP0", "writes").figure("IA32_FRED_RSP0 writes/s") >= REVIEW_RATE
 
 
-def test_pl0_ssp_passthrough_needs_switching_without_cet_and_awaits_the_cet_host(
+def test_pl0_ssp_passthrough_needs_switching_without_cet_and_more_code_on_a_cet_host(
         results: dict[str, ClaimResult]) -> None:
     r = results["pl0-ssp-complexity"]
     # Linux never writes PL0_SSP (no supervisor shadow stacks).
@@ -256,9 +277,15 @@ def test_pl0_ssp_passthrough_needs_switching_without_cet_and_awaits_the_cet_host
         "IA32_PL0_SSP writes/s") == 0
     nocet = r.scope("passthrough needs load/put switching, on a FRED host without CET")
     assert "breaks guest-integrity in 4 events" in nocet.reason
+    # Without CET nothing moves the value: migrated to CPU 1, the guest finds the host's.
+    assert "CPU 1's PL0_SSP holds host-pl0" in nocet.reason
+    # On a CET host every guest FPU state carries CET_KERNEL (guest_default_mask): the value
+    # follows the vCPU; what passthrough lacks is KVM_GET/SET_MSRS on the XSAVE state.
     cet = r.scope("passthrough needs load/put switching, on a CET host")
-    assert "awaiting host-check evidence (issue 12 item 3)" in cet.reason
+    assert "CPU 1's PL0_SSP holds g1, the guest's" in cet.reason
     assert any("fpu_swap_kvm_fpstate" in e.summary for e in cet.evidence)
+    more = r.scope("passthrough needs more code, on a CET host")
+    assert "KVM_GET_MSRS would return IA32_PL0_SSP = g0, the guest's value is g1" in more.reason
 
 
 # -- Sean Christopherson and the others ----------------------------------------------------------------
@@ -322,9 +349,9 @@ def test_host_pl0_ssp_is_restored_by_xrstors_on_cet_hosts_only(
     cet = r.scope("a CET host (Linux v6.19)")
     assert "restore_fpregs_from_fpstate" in cet.reason
     model = _one(r, cet.scope.label, "machine-state")
-    # The machine does not model the host's XRSTORS: it leaves the guest's value there.
-    assert model.bearing is Bearing.INFORMS and "PL0_SSP holds g1, the guest's" in model.summary
-    assert any(e.bearing is Bearing.PENDING for e in cet.evidence)
+    # With the CET host's XRSTORS, vCPU put leaves the host's value, not the guest's.
+    assert model.bearing is Bearing.SUPPORTS and "PL0_SSP holds host-pl0" in model.summary
+    assert "v9 on cet-xsaves" in cet.reason and "keeps every invariant" in cet.reason
     assert "xsave_cpuid_features" in r.scope("a FRED host without CET").reason
 
 
@@ -341,8 +368,16 @@ def test_int_ssp_tab_has_vmcs_fields_but_kvm_intercepts_it(results: dict[str, Cl
 
 def test_functional_safety_bites_for_pl0_ssp_without_shadow_stacks(
         results: dict[str, ClaimResult]) -> None:
-    s = results["functionally-safe"].scope("PL0_SSP, a guest without shadow stacks")
+    r = results["functionally-safe"]
+    s = r.scope("PL0_SSP, a guest without shadow stacks")
     assert "pl0-ssp-passthrough" in s.reason and "PL0_SSP intercepted" in s.reason
+    # On another host v9 is not safe, and intercepting every access does not make it so: the
+    # VM exit loads the host fields whatever the bitmap.
+    host = r.scope("a host kernel with another stack-level map or supervisor shadow stacks")
+    assert [e.bearing for e in host.evidence] == [Bearing.CONTRADICTS, Bearing.CONTRADICTS,
+                                                  Bearing.INFORMS]
+    assert host.evidence[2].summary.startswith("intercept-all on stack-map-changed")
+    assert "breaks host-safety in 4 events" in host.evidence[2].summary
 
 
 def test_document_why_is_agreed_by_dave(results: dict[str, ClaimResult]) -> None:
@@ -351,9 +386,23 @@ def test_document_why_is_agreed_by_dave(results: dict[str, ClaimResult]) -> None
     assert r.flags == ()
 
 
-def test_the_stack_map_coupling_awaits_the_planted_variant(results: dict[str, ClaimResult]) -> None:
-    s = results["host-fields-stack-map"].scope("relying on it breaks when the kernel changes its map")
-    assert s.judgement is U and "awaiting host-check evidence" in s.reason
+def test_the_stack_map_coupling_breaks_the_host_and_seans_fields_do_not(
+        results: dict[str, ClaimResult]) -> None:
+    r = results["host-fields-stack-map"]
+    s = r.scope("relying on it breaks when the kernel changes its map")
+    assert "v9 on stack-map-changed" in s.reason and "breaks host-safety in 4 events" in s.reason
+    sean = r.scope("filling the fields with the host's own values does not rely on it")
+    # Read from the MSRs, the host fields hold the kernel's own stacks on any map: the
+    # machine is v9's on Linux, state for state.
+    assert _one(r, sean.scope.label, "host-check").figure("states") == 273_860
+
+
+def test_the_review_reports_what_v9_relies_on(results: dict[str, ClaimResult]) -> None:
+    r = results["v9-host-assumptions"]
+    assert (r.claim.message.who, r.claim.message.subject) == ("msrvirt", "docs/check.md")
+    xrstors = r.scope("the host's XRSTORS of PL0_SSP, either way")
+    assert [e.summary.split(" (")[0] for e in xrstors.deciding] == [
+        "v9 keeps every invariant", "v9 on cet-xsaves"]
 
 
 def test_rsp0_has_no_vmcs_field_because_no_kernel_event_uses_it(

@@ -32,7 +32,7 @@ from msrvirt.machine.model import (
     filter_allows,
     host_needs,
     in_guest,
-    is_guest,
+    is_written,
     kvm_get,
     shstk,
     top_of,
@@ -106,7 +106,7 @@ def _rsp0_cache(m: Machine) -> list[Require]:
 
 
 def _pl0_ssp_virtual(m: Machine) -> list[Require]:
-    return [Require(holds=any_of(shstk(), not_(is_guest(HW[c, Slot.PL0_SSP]))), says=message(
+    return [Require(holds=any_of(shstk(), not_(is_written(HW[c, Slot.PL0_SSP]))), says=message(
         f"cpu{c}: PL0_SSP holds the guest value {{value}} but the guest has no shadow stacks",
         value=HW[c, Slot.PL0_SSP])) for c in range(m.bounds.cpus)]
 
@@ -150,7 +150,8 @@ INVARIANTS: tuple[Invariant, ...] = (
         source="kvm-msr-facts.md 2, 4"),
     Invariant(
         name="pl0-ssp-virtual", scope=Scope.STATE, state=_pl0_ssp_virtual,
-        claim="when the guest lacks shadow stacks, no CPU's PL0_SSP holds a guest value",
+        claim="when the guest lacks shadow stacks, no CPU's PL0_SSP holds a value the guest"
+        " (or the VMM) wrote",
         source="seed ('the guest value remains fully virtual'); kvm-msr-facts.md 6"),
     Invariant(
         name="migration", scope=Scope.STATE, state=_migration,

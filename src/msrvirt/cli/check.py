@@ -20,10 +20,12 @@ from msrvirt.check.explore import DesignCheck
 from msrvirt.check.parallel import CheckJob, DesignProgress, check_all, default_processes
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import DESIGNS, Design, design
+from msrvirt.machine.hostconf import HOST_CONFIGS
 from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds
 from msrvirt.report.check import (
     counterexample_text,
     designs_table,
+    hosts_table,
     summary_line,
     to_json,
     verdict_table,
@@ -41,7 +43,8 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--design", action="append", metavar="NAME",
-                       help="check this design (repeatable; default: v9)")
+                       help="check this design, or DESIGN@HOST: a design on another host"
+                       " configuration (repeatable; default: v9; --list-designs lists both)")
     which.add_argument("--all-designs", action="store_true", help="check every design")
     which.add_argument("--list-designs", action="store_true", help="list the designs and exit")
     parser.add_argument("--cpus", type=int, default=DEFAULT_BOUNDS.cpus,
@@ -109,9 +112,14 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"designs": [
                 {"name": d.name, "expected": d.expected.value, "policy": d.policy.name,
-                 "summary": d.summary} for d in DESIGNS.values()]}, indent=2))
+                 "host": d.host.name, "summary": d.summary} for d in DESIGNS.values()],
+                "hosts": [{"name": h.name, "stack_map": h.map_text,
+                           "shadow_stacks": h.shadow_stacks.value,
+                           "cet_state": h.cet_state.value, "summary": h.summary}
+                          for h in HOST_CONFIGS.values()]}, indent=2))
         else:
             out.print(designs_table(list(DESIGNS.values())))
+            out.print(hosts_table(list(HOST_CONFIGS.values())))
         return EXIT_OK
     bounds = Bounds(cpus=args.cpus, tasks=args.tasks, values=args.values)
     if args.depth is not None and args.depth < 1:

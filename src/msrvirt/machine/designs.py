@@ -2,17 +2,22 @@
 
 A design is the intercept policy (from msrvirt.policy, so the model's MSR bitmap is the
 one `compute_intercepts` builds) plus the software and VMCS behaviour around it:
-what vCPU put does to the host's rsp0 cache, and a set of planted faults.  The
-behaviour of v9 follows kvm-msr-facts.md sections 5-8 and the seed; each planted
+what vCPU put does to the host's rsp0 cache, where KVM takes the VMCS host FRED fields
+from, a set of planted faults, and the host kernel it runs on (`msrvirt.machine.hostconf`).
+The behaviour of v9 follows kvm-msr-facts.md sections 5-8 and the seed; each planted
 fault names the claim of the seed or the review thread it breaks.
+
+``DESIGN@HOST`` names a design on another host configuration (`on_host`), e.g.
+``v9@stack-map-changed``: the planted host variants are such pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 
 from msrvirt.errors import UnknownNameError
+from msrvirt.machine.hostconf import HOST_CONFIGS, LINUX, HostConfig, ShadowStacks, Stack, host_config
 from msrvirt.policy.policies import Policy, policy
 
 
@@ -49,17 +54,43 @@ class Fault(Enum):
     HOST_FIELDS_ONCE = "host FRED_RSP1-3 VMCS fields are written once, not when the VMCS moves CPU"
 
 
+class HostFields(Enum):
+    """Where KVM takes the VMCS host FRED_RSP1-3 and FRED_SSP1-3 fields from (vmx_vcpu_load_vmcs)."""
+
+    EXCEPTION_STACKS = "RSP1-3 from the #DB, NMI and #DF stacks, SSP1-3 = 0 (v9 07)"
+    MSRS = "the host's own RSP1-3 and SSP1-3, as in the MSRs (Sean, v9 07 review)"
+
+
+# v9 07/22 vmx_vcpu_load_vmcs: HOST_IA32_FRED_RSP1-3 = __this_cpu_ist_top_va(ESTACK_DB,
+# ESTACK_NMI, ESTACK_DF); HOST_IA32_FRED_SSP1-3 = 0.
+V9_07_STACKS = (Stack.DB, Stack.NMI, Stack.DF)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Design:
-    """One save/restore design: intercept policy, put behaviour, faults and the expected verdict."""
+    """One save/restore design: intercept policy, put behaviour, host fields, faults, the host
+    kernel it runs on, and the expected verdict."""
 
     name: str
     summary: str
     policy: Policy
     put_sync: PutSync = PutSync.SYNC
+    host_fields: HostFields = HostFields.EXCEPTION_STACKS
     faults: frozenset[Fault] = frozenset()
+    host: HostConfig = LINUX
     expected: Verdict
     source: str
+
+    @property
+    def host_rsp_right(self) -> bool:
+        """Whether the host RSP1-3 fields KVM writes are the stacks the host kernel uses."""
+        return self.host_fields is HostFields.MSRS or not self.host.mismatched_levels(V9_07_STACKS)
+
+    @property
+    def host_ssp_right(self) -> bool:
+        """Whether the host SSP1-3 fields KVM writes are the host kernel's SSP1-3."""
+        return (self.host_fields is HostFields.MSRS
+                or self.host.shadow_stacks is ShadowStacks.NONE)  # Linux leaves them 0
 
 
 _SEED = "seed (v9 08/22) and kvm-msr-facts.md sections 5-8"
@@ -72,11 +103,23 @@ def _planted(name: str, summary: str, *, faults: frozenset[Fault] = frozenset(),
                   faults=faults, expected=Verdict.FAILS, source=f"planted bug; {_SEED}")
 
 
+def on_host(d: Design, h: HostConfig) -> Design:
+    """Design ``d`` on host ``h``, named ``DESIGN@HOST``: expected to fail if ``d`` is a planted
+    bug or if the VMCS host fields it writes are not the host's own values."""
+    if h == d.host:
+        return d
+    on = replace(d, name=f"{d.name}@{h.name}", host=h, summary=f"{d.summary}; on {h.summary}")
+    fails = d.expected is Verdict.FAILS or not (on.host_rsp_right and on.host_ssp_right)
+    return replace(on, expected=Verdict.FAILS if fails else Verdict.HOLDS)
+
+
+_V9 = Design(name="v9", policy=policy("fred-v9"), expected=Verdict.HOLDS, source=_SEED,
+             summary="the seed: VMCS switches 8 FRED MSRs, RSP0 lazily with fred_sync_rsp0,"
+             " PL0_SSP by the CET rule with the software fallback")
+
 DESIGNS: dict[str, Design] = {
     d.name: d for d in (
-        Design(name="v9", policy=policy("fred-v9"), expected=Verdict.HOLDS, source=_SEED,
-               summary="the seed: VMCS switches 8 FRED MSRs, RSP0 lazily with fred_sync_rsp0,"
-               " PL0_SSP by the CET rule with the software fallback"),
+        _V9,
         Design(name="minimal", policy=policy("fred-minimal"), expected=Verdict.HOLDS,
                source=f"{_REVIEW} (Chao Gao)",
                summary="review alternative: STKLVLS and CONFIG intercepted, the rest as v9"),
@@ -85,6 +128,12 @@ DESIGNS: dict[str, Design] = {
         Design(name="invalidate-cache", policy=policy("fred-v9"), put_sync=PutSync.INVALIDATE,
                expected=Verdict.HOLDS, source=f"{_REVIEW} (H. Peter Anvin)",
                summary="review alternative: vCPU put sets the rsp0 cache to 0 instead of syncing"),
+        Design(name="host-fields-from-msrs", policy=policy("fred-v9"),
+               host_fields=HostFields.MSRS, expected=Verdict.HOLDS,
+               source="Sean Christopherson, v9 07 review (aahchI7oiFrjFAmb@google.com)",
+               summary="review alternative: KVM writes the host's own RSP1-3 and SSP1-3 (read"
+               " from the MSRs) to the VMCS host fields, the rest as v9"),
+        on_host(_V9, HOST_CONFIGS["cet-xsaves"]),
         _planted("rsp1-no-host-load", "RSP1 passed through but VM exit keeps the guest value",
                  faults=frozenset({Fault.EXIT_KEEPS_GUEST_RSP1})),
         _planted("stklvls-config-no-host-load",
@@ -106,13 +155,23 @@ DESIGNS: dict[str, Design] = {
                  faults=frozenset({Fault.CPUID_NO_RECALC})),
         _planted("host-fields-once", "host RSP1-3 VMCS fields not rewritten on vCPU migration",
                  faults=frozenset({Fault.HOST_FIELDS_ONCE})),
+        # The planted host variants: v9's KVM code on a kernel it was not written for.
+        on_host(_V9, HOST_CONFIGS["stack-map-changed"]),
+        on_host(_V9, HOST_CONFIGS["host-supervisor-shstk"]),
     )
 }
 
 
 def design(name: str) -> Design:
-    """Return the design called ``name``; raise UnknownNameError listing the known ones."""
-    try:
-        return DESIGNS[name]
-    except KeyError:
-        raise UnknownNameError("design", name, "one of " + ", ".join(DESIGNS)) from None
+    """Return the design called ``name``, or ``DESIGN@HOST``: a design on a host configuration.
+
+    Raises UnknownNameError naming the known designs or host configurations.
+    """
+    found = DESIGNS.get(name)
+    if found is not None:
+        return found
+    base, sep, host_name = name.partition("@")
+    if sep and base in DESIGNS and DESIGNS[base].host is LINUX:
+        return on_host(DESIGNS[base], host_config(host_name))
+    raise UnknownNameError("design", name, "one of " + ", ".join(DESIGNS)
+                           + ", or DESIGN@HOST with HOST one of " + ", ".join(HOST_CONFIGS))

@@ -11,6 +11,10 @@ docs/check.md lists every abstraction and why it is sound.  In short:
   value) to gN, disjoint from the host's.
 - Every event delivery is modelled together with its return (ERETS/ERETU), so the current
   stack level between events is always the one of the interrupted context.
+- The host kernel is an input (`Design.host`, msrvirt.machine.hostconf): its stack-level
+  map decides whether KVM's host RSP1-3 fields hold its stacks, its shadow stacks what its
+  deliveries consume, its XRSTORS what PL0_SSP holds after vCPU put (`host_fields`,
+  `host_uses`, `save_guest_cet`, `load_guest_cet`).
 
 The model is one declaration in the language of `msrvirt.machine.spec`: the fields
 (`FIELDS`), the events (`declare` builds every instance for a design and bounds, each
@@ -36,6 +40,7 @@ from msrvirt.arch.kvm import Access
 from msrvirt.errors import UsageError
 from msrvirt.machine.codegen import Program, compile_program
 from msrvirt.machine.designs import Design, Fault, PutSync
+from msrvirt.machine.hostconf import CetState, ShadowStacks
 from msrvirt.machine.spec import (
     FLAG,
     Const,
@@ -219,7 +224,8 @@ INVALID = 0  # the rsp0 cache's "invalid" value (fred-arch / kvm-msr-facts secti
 HOST_STKLVLS = 1
 HOST_CONFIG = 2
 HOST_SSP = 3  # host FRED_SSP1-3 (0: the host kernel has no supervisor shadow stacks)
-HOST_PL0_SSP = 4  # whatever the host leaves in PL0_SSP
+HOST_PL0_SSP = 4  # whatever the host leaves in PL0_SSP (with supervisor shadow stacks: its own)
+OTHER_STACK = 5  # an exception stack other than the one the host kernel uses at the level
 _EXC, _TOP, _GUEST = 8, 16, 32
 MAX_CPUS, MAX_TASKS, MAX_VALUES = _TOP - _EXC, _GUEST - _TOP, 8
 
@@ -249,7 +255,7 @@ VCPU_TASK = 0  # task 0 is the vCPU thread (its user mode is the VMM)
 def value_name(value: int) -> str:
     """A symbol's name, as traces print it."""
     fixed = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
-             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0"}
+             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack"}
     if value in fixed:
         return fixed[value]
     if value >= _GUEST:
@@ -288,7 +294,7 @@ DEFAULT_BOUNDS = Bounds()
 
 
 def _symbols(b: Bounds) -> tuple[int, ...]:
-    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP,
+    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP, OTHER_STACK,
             *(exc_stack(c) for c in range(b.cpus)), *(stack_top(t) for t in range(b.tasks)),
             *(guest_value(k) for k in range(b.values + 1)))
 
@@ -408,8 +414,10 @@ def top_of(task: Expr) -> Expr:
     return add(task, _TOP, VALUE)
 
 
-def is_guest(value: Expr) -> Expr:
-    return ge(value, _GUEST)
+def is_written(value: Expr) -> Expr:
+    """A value the guest or the VMM wrote (g1..gN); the reset value g0 is also the init state
+    of an XSAVE component, which the host's XRSTORS can load without any guest writing it."""
+    return ge(value, guest_value(1))
 
 
 def in_guest(cpu: int) -> Expr:
@@ -471,7 +479,7 @@ def exit_to_user(c: int) -> Stmt:
 
 def vcpu_load(d: Design, c: int) -> Stmt:
     """vmx_vcpu_load: move the VMCS to ``c`` and write its per-CPU host fields."""
-    write: Stmt = assign(VMCS_HOST[Slot.RSP1], _const(exc_stack(c)))
+    write: list[Stmt] | Stmt = host_fields(d, c)
     if Fault.HOST_FIELDS_ONCE in d.faults:
         write = when(eq(VMCS_CPU, -1), write)
     return when(ne(VMCS_CPU, c), write, assign(VMCS_CPU, c))
@@ -484,17 +492,13 @@ def vcpu_put(d: Design, c: int) -> Stmt:
         body.append(assign(CACHE[c], SOFT_RSP0))
     elif d.put_sync is PutSync.INVALIDATE:
         body.append(assign(CACHE[c], _const(INVALID)))
-    # XSAVES of the guest FPU state; the host's XRSTORS leaves CET_S alone, so the guest
-    # value stays in the MSR (the host kernel does not use it).
-    body.append(when(shstk(), assign(XSAVE_PL0, HW[c, Slot.PL0_SSP])))
-    body.append(assign(LOADED, -1))
-    return when(eq(LOADED, c), body)
+    return when(eq(LOADED, c), body, save_guest_cet(d, c), assign(LOADED, -1))
 
 
-def load_guest_state(c: int) -> Stmt:
+def load_guest_state(d: Design, c: int) -> Stmt:
     """vmx_prepare_switch_to_guest, once per load: guest RSP0 (and CET state) to the MSRs."""
-    return when(eq(LOADED, -1), assign(HW[c, Slot.RSP0], SOFT_RSP0),
-                when(shstk(), assign(HW[c, Slot.PL0_SSP], XSAVE_PL0)), assign(LOADED, c))
+    return when(eq(LOADED, -1), assign(HW[c, Slot.RSP0], SOFT_RSP0), load_guest_cet(d, c),
+                assign(LOADED, c))
 
 
 def hw_exit(d: Design, c: int) -> list[Stmt]:
@@ -536,6 +540,50 @@ def _delivery(kind: ObsKind, c: int, used: Sequence[Slot], with_shstk: Slot) -> 
     plain = tuple((s, HW[c, s]) for s in used)
     return when(shstk(), Observe(kind=kind, cpu=c, items=(*plain, (with_shstk, HW[c, with_shstk]))),
                 orelse=[Observe(kind=kind, cpu=c, items=plain)])
+
+
+# -- the host configuration (msrvirt.machine.hostconf): what KVM writes to the host fields, what
+#    the host's XRSTORS does with PL0_SSP, what a host delivery consumes ---------------------------
+
+
+def host_fields(d: Design, c: int) -> list[Stmt]:
+    """vmx_vcpu_load_vmcs on ``c``: the per-CPU host RSP1-3 and SSP1-3 fields (v9 07/22).
+
+    The host's own values (its stack for the level, its SSP: 0 without supervisor shadow
+    stacks), unless the fields come from the #DB/NMI/#DF stacks and SSP1-3 = 0 while the
+    host kernel uses another stack at the level or has supervisor shadow stacks.
+    """
+    rsp = exc_stack(c) if d.host_rsp_right else OTHER_STACK
+    ssp = HOST_SSP if d.host_ssp_right else INVALID
+    return [assign(VMCS_HOST[Slot.RSP1], _const(rsp)), assign(VMCS_HOST[Slot.SSP1], _const(ssp))]
+
+
+def save_guest_cet(d: Design, c: int) -> Stmt | list[Stmt]:
+    """At vCPU put: XSAVES of the guest's CET supervisor state, then the host's XRSTORS."""
+    if d.host.cet_state is CetState.RESTORED:
+        # Every guest FPU state carries CET_KERNEL (guest_default_mask); the host task's
+        # restore (mask XFEATURE_MASK_FPSTATE) puts PL0_SSP back to the host's value.
+        return [assign(XSAVE_PL0, HW[c, Slot.PL0_SSP]),
+                assign(HW[c, Slot.PL0_SSP], _const(HOST_PL0_SSP))]
+    # Only a shadow-stack guest's PL0_SSP is in its XSAVE state; the host's XRSTORS leaves
+    # the MSR alone, so the guest value stays there.
+    return when(shstk(), assign(XSAVE_PL0, HW[c, Slot.PL0_SSP]))
+
+
+def load_guest_cet(d: Design, c: int) -> Stmt:
+    """At guest-state load: XRSTORS of the guest's CET supervisor state into PL0_SSP."""
+    load = assign(HW[c, Slot.PL0_SSP], XSAVE_PL0)
+    return load if d.host.cet_state is CetState.RESTORED else when(shstk(), load)
+
+
+def host_uses(d: Design, from_user: bool) -> tuple[Slot, ...]:
+    """The MSRs a host event delivery consumes (fred-arch-facts.md section 3): from user mode
+    RSP0 and CONFIG, at ring 0 STKLVLS, CONFIG and the RSP of its level; with supervisor
+    shadow stacks also PL0_SSP, or the SSP of its level."""
+    shadow = d.host.shadow_stacks is ShadowStacks.SUPERVISOR
+    if from_user:
+        return (Slot.RSP0, Slot.CONFIG, *((Slot.PL0_SSP,) if shadow else ()))
+    return (Slot.STKLVLS, Slot.CONFIG, Slot.RSP1, *((Slot.SSP1,) if shadow else ()))
 
 
 # -- the declaration -----------------------------------------------------------------------------
@@ -604,10 +652,10 @@ def declare(d: Design, b: Bounds) -> Model:
               _delivery(ObsKind.GUEST_DELIVERY, c, (Slot.RSP0, Slot.CONFIG), Slot.PL0_SSP),
               assign(RING_OF, Ring.KERNEL), kind=Ev.GUEST_EVENT_RING3, cpu=c)
         event(host_side, Observe(kind=ObsKind.HOST_DELIVERY, cpu=c, items=tuple(
-            (s, HW[c, s]) for s in (Slot.STKLVLS, Slot.CONFIG, Slot.RSP1))),
+            (s, HW[c, s]) for s in host_uses(d, from_user=False))),
             kind=Ev.HOST_EXCEPTION, cpu=c)
-        event(eq(MODE_OF[c], Mode.HOST_USER), Observe(kind=ObsKind.HOST_DELIVERY, cpu=c, items=(
-            (Slot.RSP0, HW[c, Slot.RSP0]), (Slot.CONFIG, HW[c, Slot.CONFIG]))),
+        event(eq(MODE_OF[c], Mode.HOST_USER), Observe(kind=ObsKind.HOST_DELIVERY, cpu=c, items=tuple(
+            (s, HW[c, s]) for s in host_uses(d, from_user=True))),
             exit_to_user(c), kind=Ev.HOST_USER_EVENT, cpu=c)
         for t in range(b.tasks):
             off_cpu = all_of(*(ne(TASK_OF[o], t) for o in range(b.cpus)))
@@ -626,7 +674,7 @@ def declare(d: Design, b: Bounds) -> Model:
         vcpu_thread = eq(TASK_OF[c], VCPU_TASK)
         in_kvm = all_of(vcpu_thread, eq(MODE_OF[c], Mode.KVM))
         event(in_kvm, when(eq(REQ, 1), recompute(masks, CPUID), assign(REQ, 0)),
-              load_guest_state(c),
+              load_guest_state(d, c),
               [] if Fault.ENTRY_SKIPS_GUEST_FRED in d.faults else
               [assign(HW[c, s], VMCS_GUEST[s]) for s in VMCS_SLOTS],
               assign(MODE_OF[c], Mode.GUEST), kind=Ev.VM_ENTRY, cpu=c)
@@ -721,9 +769,10 @@ class Machine:
         """What ``ev`` consumes or returns in ``s`` (fred-arch-facts.md section 3), if anything.
 
         Host deliveries: from ring 3, RSP0 and CONFIG (entry point); at ring 0 (NMI/#DB at
-        level 1), STKLVLS, CONFIG and RSP1.  The host kernel runs without supervisor shadow
-        stacks (Linux), so it consumes no SSP.  Guest deliveries consume the same, plus
-        PL0_SSP / SSP1 when the guest has shadow stacks (assumed enabled for its kernel).
+        level 1), STKLVLS, CONFIG and RSP1; no SSP unless the host configuration has
+        supervisor shadow stacks (Linux has none), then PL0_SSP / SSP1 too (`host_uses`).
+        Guest deliveries consume the same, plus PL0_SSP / SSP1 when the guest has shadow
+        stacks (assumed enabled for its kernel).
         """
         found = self.run(s, ev)[1]
         return found[0] if found else None

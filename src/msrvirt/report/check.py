@@ -13,6 +13,7 @@ from rich.table import Table
 from msrvirt.check.explore import Counterexample, DesignCheck
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.machine.designs import Design, Verdict
+from msrvirt.machine.hostconf import HostConfig
 from msrvirt.machine.model import (
     FILTER_CHOICE,
     GUEST_CPU,
@@ -94,11 +95,21 @@ def trace_lines(machine: Machine, cx: Counterexample) -> list[str]:
 
 def designs_table(designs: Sequence[Design]) -> Table:
     """The `--list-designs` table."""
-    table = Table(title="designs")
-    for column in ("design", "expected", "policy", "what it is"):
+    table = Table(title="designs (DESIGN@HOST: a design on another host configuration)")
+    for column in ("design", "expected", "policy", "host", "what it is"):
         table.add_column(column)
     for d in designs:
-        table.add_row(d.name, d.expected.value, d.policy.name, d.summary)
+        table.add_row(d.name, d.expected.value, d.policy.name, d.host.name, d.summary)
+    return table
+
+
+def hosts_table(hosts: Sequence[HostConfig]) -> Table:
+    """The host configurations `--list-designs` lists after the designs."""
+    table = Table(title="host configurations")
+    for column in ("host", "stack-level map", "shadow stacks", "what it is"):
+        table.add_column(column)
+    for h in hosts:
+        table.add_row(h.name, h.map_text, h.shadow_stacks.value, h.summary)
     return table
 
 

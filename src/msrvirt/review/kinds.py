@@ -21,11 +21,13 @@ from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
 from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS
+from msrvirt.check.explore import DesignCheck
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.cost.model import MsrCost, PolicyCost
 from msrvirt.cost.units import SLOT_OF, enabled_step, warm_state
 from msrvirt.errors import FileFormatError, MsrvirtError
-from msrvirt.machine.designs import DESIGNS, Verdict, design
+from msrvirt.machine.designs import Verdict, design
+from msrvirt.machine.hostconf import host_config
 from msrvirt.machine.model import (
     CACHE,
     HW,
@@ -302,61 +304,102 @@ def consumes(need: Need, inputs: Inputs) -> Evidence:
 
 
 _STATE_POINTS = {
-    "after-vm-exit": ("after the guest writes it and a VM exit follows", (Ev.VM_EXIT,)),
-    "after-preempt": ("after the guest writes it and the vCPU thread is preempted (vCPU put,"
-                      " the other task's exit to user mode)", (Ev.VM_EXIT,)),
+    "after-vm-exit": "after the guest writes it and a VM exit follows",
+    "after-preempt": "after the guest writes it and the vCPU thread is preempted (vCPU put,"
+                     " the other task's exit to user mode)",
+    "after-migrate": "after the guest writes it, the vCPU thread is preempted on CPU 0 and"
+                     " resumed on CPU 1, and the guest runs again",
 }
 
 
+def _preempt(m: Machine, s: Any, cpu: int) -> Any:
+    """The vCPU thread preempted on ``cpu`` by the lowest-numbered task not running."""
+    running = {m.get(s, TASK_OF[c]) for c in range(m.bounds.cpus)}
+    other = min(t for t in range(m.bounds.tasks) if t not in running and t != VCPU_TASK)
+    return enabled_step(m, s, Event(kind=Ev.CONTEXT_SWITCH, cpu=cpu, task=other))
+
+
 def machine_state(need: Need, inputs: Inputs) -> Evidence:
-    """An MSR's value on CPU 0 at a point of a run of the machine; expect guest-value |
-    host-value.  For FRED_RSP0 it also states the rsp0 cache and the task's stack top."""
+    """An MSR's value at a point of a run of the machine, on the CPU the vCPU thread last ran
+    on; expect guest-value | host-value.  For FRED_RSP0 it also states the rsp0 cache and the
+    task's stack top."""
     m = _machine(need.get("design", "v9"))
     slot = SLOT_OF[resolve_index(need.get("msr"))]
     s = warm_state(m, _guest_shstk(need))
     s = enabled_step(m, s, Event(kind=Ev.GUEST_WRMSR, cpu=0, slot=slot, value=guest_value(1)))
     if m.get(s, MODE_OF[0]) == Mode.KVM:
         s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))  # KVM emulated it: resume
-    point, steps = _STATE_POINTS[need.get("at")]
-    for kind in steps:
-        s = enabled_step(m, s, Event(kind=kind, cpu=0))
-    if need.get("at") == "after-preempt":
-        running = {m.get(s, TASK_OF[c]) for c in range(m.bounds.cpus)}
-        other = min(t for t in range(m.bounds.tasks) if t not in running and t != VCPU_TASK)
-        s = enabled_step(m, s, Event(kind=Ev.CONTEXT_SWITCH, cpu=0, task=other))
-    v = m.get(s, HW[0, slot])
-    summary = (f"{point} ({m.design.name}, guest {'with' if _guest_shstk(need) else 'without'}"
-               f" shadow stacks): CPU 0's {_slot_text(slot)} holds {_value_text(v)}")
+    at = need.get("at")
+    s = enabled_step(m, s, Event(kind=Ev.VM_EXIT, cpu=0))
+    cpu = 0
+    if at in ("after-preempt", "after-migrate"):
+        s = _preempt(m, s, 0)
+    if at == "after-migrate":
+        cpu = 1
+        s = enabled_step(m, s, Event(kind=Ev.CONTEXT_SWITCH, cpu=cpu, task=VCPU_TASK))
+        s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=cpu))
+    v = m.get(s, HW[cpu, slot])
+    summary = (f"{_STATE_POINTS[at]} ({m.design.name}, guest"
+               f" {'with' if _guest_shstk(need) else 'without'} shadow stacks): CPU {cpu}'s"
+               f" {_slot_text(slot)} holds {_value_text(v)}")
     if slot is Slot.RSP0:
-        task = m.get(s, TASK_OF[0])
-        summary += (f", the fred_rsp0 cache {value_name(m.get(s, CACHE[0]))};"
+        task = m.get(s, TASK_OF[cpu])
+        summary += (f", the fred_rsp0 cache {value_name(m.get(s, CACHE[cpu]))};"
                     f" the task running there is {task_name(task)}, whose stack top is"
                     f" {value_name(stack_top(task))}")
     ok = is_guest_value(v) == (need.expect == "guest-value")
     return _evidence(need, ok, summary)
 
 
-def check(need: Need, inputs: Inputs) -> Evidence:
-    """The checker's verdict on a design; expect holds | fails (breaking ``breaks``)."""
-    name = need.get("design")
-    chk = inputs.checks[name]
+def _verdict(need: Need, chk: DesignCheck, what: str, *, first: bool = False) -> Evidence:
+    """The checker's verdict on ``chk`` as evidence: ``what`` keeps every invariant, or breaks
+    some (with the first counterexample's message if ``first``); expect holds | fails
+    (breaking ``breaks``)."""
     res = chk.result
     scope = (f"{res.states:,} states, exhaustive" if res.complete
              else f"{res.states:,} states within {PLANTED_DEPTH} events")
     figures: list[tuple[str, float]] = [("states", res.states)]
     if res.verdict is Verdict.HOLDS:
-        summary = f"{name} keeps every invariant ({scope})"
+        summary = f"{what} keeps every invariant ({scope})"
         detail: Sequence[str] = ()
     else:
         broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
         figures += [(f"events {inv}", len(cx)) for inv, cx in res.counterexamples.items()]
-        summary = f"{name} ({chk.design.summary}) breaks {broken} ({scope})"
+        summary = f"{what} breaks {broken} ({scope})"
+        # The shortest counterexample of the invariants the need names, else of any.
+        named = [res.counterexamples[i] for i in need.get("breaks", ()) if i in res.counterexamples]
+        cx = min(named, key=len) if named else res.first_counterexample()
+        if first and cx is not None:
+            summary += f": {cx.message}"
         detail = counterexample_text(chk)
     if need.expect == "holds":
         ok = res.verdict is Verdict.HOLDS
     else:
         ok = res.verdict is Verdict.FAILS and set(need.get("breaks", ())) <= set(res.counterexamples)
     return _evidence(need, ok, summary, detail, figures)
+
+
+def check(need: Need, inputs: Inputs) -> Evidence:
+    """The checker's verdict on a design; expect holds | fails (breaking ``breaks``)."""
+    name = need.get("design")
+    chk = inputs.checks[name]
+    return _verdict(need, chk, name if chk.result.verdict is Verdict.HOLDS
+                    else f"{name} ({chk.design.summary})")
+
+
+def host_design(need: Need) -> str:
+    """The name of the design a host-check need checks: ``DESIGN@VARIANT`` (design v9 unless
+    the need names another)."""
+    return f"{need.get('design', 'v9')}@{need.get('variant')}"
+
+
+def host_check(need: Need, inputs: Inputs) -> Evidence:
+    """The checker's verdict on a design (v9 unless ``design`` names another) run on the host
+    configuration ``variant`` (machine/hostconf.py); expect holds | fails (breaking
+    ``breaks``).  A failure states the shortest counterexample's message."""
+    chk = inputs.checks[host_design(need)]
+    base, host = need.get("design", "v9"), chk.design.host
+    return _verdict(need, chk, f"{base} on {host.name} ({host.summary})", first=True)
 
 
 # -- the cost model ------------------------------------------------------------------------------
@@ -486,6 +529,7 @@ SPECS: dict[EvidenceKind, Spec] = {
     K.CONSUMES: _spec(consumes, "event msrs", "guest design", "uses never"),
     K.MACHINE_STATE: _spec(machine_state, "at msr", "guest design", "guest-value host-value"),
     K.CHECK: _spec(check, "design", "breaks", "holds fails"),
+    K.HOST_CHECK: _spec(host_check, "variant", "design breaks", "holds fails"),
     K.WRITES: _spec(writes, "msrs", "guest", "per-switch rare"),
     K.EXITS_DELTA: _spec(exits_delta, "from to", "guest", "rare no-more"),
     K.CONFORMANCE: _spec(conformance, "", "part", "agrees"),
@@ -496,7 +540,6 @@ PRODUCERS: dict[EvidenceKind, Producer] = {k: s.produce for k, s in SPECS.items(
 # Kinds no producer computes yet: who will provide them.  Their needs carry ``decides``
 # (what the evidence would show); until then the scope they bear on stays undecided.
 AWAITED: dict[EvidenceKind, str] = {
-    K.HOST_CHECK: "issue 12 item 3: the host configuration as input to the checker",
     K.NESTED: "issue 10: the nested VMX model",
 }
 
@@ -523,6 +566,7 @@ _NAME_LISTS: dict[str, tuple[str, Callable[[str], object]]] = {
 }
 _NAMES: dict[str, Callable[[str], object]] = {
     "msr": resolve_index, "host": host, "policy": policy, "from": policy, "to": policy,
+    "design": design, "variant": host_config,
 }
 
 
@@ -542,9 +586,6 @@ def _check_value(name: str, value: Any) -> None:
         for d in value:
             for f in d:
                 feature(f)
-    elif name == "design":
-        if value not in DESIGNS:
-            raise ValueError(f"design must be one of {', '.join(DESIGNS)}, not {value!r}")
     elif name == "breaks":
         known = {inv.name for inv in INVARIANTS}
         if not _is_strs(value) or not set(value) <= known:
@@ -585,14 +626,18 @@ def validate(claim: Claim) -> None:
                 raise ValueError(f"expect must be one of {sorted(spec.expects)}, not {need.expect!r}")
             for name, value in need.params:
                 _check_value(name, value)
+            if need.kind is K.HOST_CHECK:
+                design(host_design(need))  # a design on the default host, and the variant
         except (ValueError, MsrvirtError) as err:
             raise FileFormatError(ORIGIN, f"{where}: {err}") from None
 
 
 def designs_needed(claims: Sequence[Claim]) -> tuple[str, ...]:
-    """The designs the claims' check needs name, in table order (what the checker must run)."""
-    return tuple(dict.fromkeys(n.get("design") for c in claims for n in c.needs
-                               if n.kind is K.CHECK))
+    """The designs the claims' check and host-check needs name (``DESIGN@VARIANT`` for the
+    latter), in table order: what the checker must run."""
+    return tuple(dict.fromkeys(n.get("design") if n.kind is K.CHECK else host_design(n)
+                               for c in claims for n in c.needs
+                               if n.kind in (K.CHECK, K.HOST_CHECK)))
 
 
 def produce(need: Need, inputs: Inputs) -> Evidence:
