@@ -256,3 +256,14 @@ def test_the_default_host_keeps_the_state_counts_of_every_holding_design() -> No
     # one before it, state for state; Sean's host fields give the same machine there.
     assert check_design(design("host-fields-from-msrs")).result.states == 273_860
     assert check_design(design("minimal")).result.states == 244_700
+
+
+def test_designs_with_equal_declarations_are_explored_once() -> None:
+    # On any stack-level map, the host's own values in the host fields are v9's on Linux.
+    names = ["v9", "host-fields-from-msrs@stack-map-changed", "no-sync"]
+    finished: list[str] = []
+    checks = check_all([CheckJob(design=design(n), depth=CAUGHT_DEPTH) for n in names],
+                       processes=2, done=lambda c: finished.append(c.design.name))
+    assert [c.design.name for c in checks] == names and sorted(finished) == sorted(names)
+    assert checks[0].result is checks[1].result
+    assert checks[2].result is not checks[0].result

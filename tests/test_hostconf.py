@@ -12,7 +12,6 @@ from msrvirt.machine.hostconf import (
     LINUX,
     CetState,
     ShadowStacks,
-    Stack,
     Vector,
     host_config,
 )
@@ -31,7 +30,7 @@ def test_linux_uses_the_stack_levels_of_fred_c(vector: Vector, level: int) -> No
 def test_linux_writes_rsp1_3_with_the_stacks_v9_07_fills_in() -> None:
     # cpu_init_fred_rsps: RSP1 = ist DB, RSP2 = ist NMI, RSP3 = ist DF; v9 07 writes the host
     # fields from ESTACK_DB, ESTACK_NMI and ESTACK_DF.
-    assert LINUX.stacks == (Stack.DB, Stack.NMI, Stack.DF) == V9_07_STACKS
+    assert LINUX.stacks == (Vector.DB, Vector.NMI, Vector.DF) == V9_07_STACKS
     assert LINUX.mismatched_levels(V9_07_STACKS) == ()
     assert (LINUX.shadow_stacks, LINUX.cet_state) == (ShadowStacks.NONE, CetState.KEPT)
 

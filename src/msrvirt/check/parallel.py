@@ -20,7 +20,8 @@ from typing import Any
 from msrvirt.check.explore import DesignCheck, Result, explore
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design
-from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Machine
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Machine, declare
+from msrvirt.machine.spec import Model
 
 # (design name, states, depth done, frontier size)
 DesignProgress = Callable[[str, int, int, int], None]
@@ -46,21 +47,50 @@ def check_all(jobs: Sequence[CheckJob], *, processes: int | None = None,
     """Explore every job, ``processes`` at a time; the results in the order of ``jobs``.
 
     ``progress`` is called during each exploration, ``done`` when a design is finished
-    (in the order they finish).
+    (in the order they finish).  Jobs whose declarations and depths are equal (a design on
+    a host configuration its choices do not depend on, say) are explored once and share
+    the result.
     """
+    keys = [(declare(j.design, j.bounds), j.depth) for j in jobs]
+    first: dict[tuple[Model, int | None], int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    distinct = sorted(set(first.values()))
+    copies: dict[int, list[int]] = {}  # a distinct job's position in ``distinct`` -> its jobs
+    for i, key in enumerate(keys):
+        copies.setdefault(distinct.index(first[key]), []).append(i)
+
+    def share(k: int, chk: DesignCheck) -> list[DesignCheck]:
+        out = [chk if i == distinct[k] else DesignCheck(
+            design=jobs[i].design, machine=Machine(jobs[i].design, jobs[i].bounds),
+            result=chk.result) for i in copies[k]]
+        if done is not None:
+            for c in out:
+                done(c)
+        return out
+
+    found = _explore_all([jobs[i] for i in distinct], processes, progress, share)
+    results: dict[int, DesignCheck] = {}
+    for k, group in enumerate(found):
+        results.update(zip(copies[k], group, strict=True))
+    return [results[i] for i in range(len(jobs))]
+
+
+def _explore_all(jobs: Sequence[CheckJob], processes: int | None,
+                 progress: DesignProgress | None,
+                 share: Callable[[int, DesignCheck], list[DesignCheck]]) -> list[list[DesignCheck]]:
+    """Explore distinct jobs; ``share(k, check)`` turns job k's check into its copies'."""
     n = default_processes() if processes is None else processes
     if n < 1:
         raise UsageError(f"jobs must be at least 1, not {n}")
     if n == 1 or len(jobs) <= 1:
         out = []
-        for job in jobs:
+        for k, job in enumerate(jobs):
             cb = None if progress is None else _named(progress, job.design.name)
             machine = Machine(job.design, job.bounds)
             chk = DesignCheck(design=job.design, machine=machine,
                               result=explore(machine, depth=job.depth, progress=cb))
-            if done is not None:
-                done(chk)
-            out.append(chk)
+            out.append(share(k, chk))
         return out
     ctx = multiprocessing.get_context("fork")
     queue: Any = ctx.Queue() if progress is not None else None
@@ -68,16 +98,14 @@ def check_all(jobs: Sequence[CheckJob], *, processes: int | None = None,
     if progress is not None:
         drain = threading.Thread(target=_drain, args=(queue, jobs, progress), daemon=True)
         drain.start()
-    results: list[DesignCheck | None] = [None] * len(jobs)
+    results: list[list[DesignCheck] | None] = [None] * len(jobs)
     try:
         with ctx.Pool(min(n, len(jobs)), initializer=_start_worker, initargs=(jobs, queue)) as pool:
             for i, res in pool.imap_unordered(_explore_job, range(len(jobs))):
                 job = jobs[i]
                 chk = DesignCheck(design=job.design, machine=Machine(job.design, job.bounds),
                                   result=res)
-                results[i] = chk
-                if done is not None:
-                    done(chk)
+                results[i] = share(i, chk)
     finally:
         if queue is not None:
             queue.put(None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 
 from msrvirt.errors import UnknownNameError
-from msrvirt.machine.hostconf import HOST_CONFIGS, LINUX, HostConfig, ShadowStacks, Stack, host_config
+from msrvirt.machine.hostconf import HOST_CONFIGS, LINUX, HostConfig, ShadowStacks, Vector, host_config
 from msrvirt.policy.policies import Policy, policy
 
 
@@ -63,7 +63,7 @@ class HostFields(Enum):
 
 # v9 07/22 vmx_vcpu_load_vmcs: HOST_IA32_FRED_RSP1-3 = __this_cpu_ist_top_va(ESTACK_DB,
 # ESTACK_NMI, ESTACK_DF); HOST_IA32_FRED_SSP1-3 = 0.
-V9_07_STACKS = (Stack.DB, Stack.NMI, Stack.DF)
+V9_07_STACKS = (Vector.DB, Vector.NMI, Vector.DF)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

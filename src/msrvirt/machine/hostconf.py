@@ -42,14 +42,6 @@ class Vector(Enum):
     DF = "#DF"
 
 
-class Stack(Enum):
-    """One of a CPU's exception stacks (cpu_entry_area: ESTACK_DB, ESTACK_NMI, ESTACK_DF)."""
-
-    DB = "#DB"
-    NMI = "NMI"
-    DF = "#DF"
-
-
 class ShadowStacks(Enum):
     """Whether the host kernel runs on supervisor shadow stacks."""
 
@@ -71,13 +63,14 @@ class HostConfig:
     """One host kernel configuration: the stack-level map, shadow stacks and CET state handling.
 
     ``levels`` is the kernel's STKLVLS (the stack level of each ring-0 event), ``stacks``
-    the stacks it writes to RSP1, RSP2 and RSP3.
+    the stacks it writes to RSP1, RSP2 and RSP3, each named by the event it is the
+    exception stack of (cpu_entry_area: ESTACK_DB, ESTACK_NMI, ESTACK_DF).
     """
 
     name: str
     summary: str
     levels: tuple[tuple[Vector, int], ...]
-    stacks: tuple[Stack, Stack, Stack]
+    stacks: tuple[Vector, Vector, Vector]
     shadow_stacks: ShadowStacks = ShadowStacks.NONE
     cet_state: CetState = CetState.KEPT
     source: str
@@ -86,7 +79,7 @@ class HostConfig:
         """The FRED stack level ``vector`` uses at ring 0."""
         return dict(self.levels)[vector]
 
-    def mismatched_levels(self, fill: Sequence[Stack]) -> tuple[int, ...]:
+    def mismatched_levels(self, fill: Sequence[Vector]) -> tuple[int, ...]:
         """The stack levels some event uses whose RSP the kernel sets to another stack than
         ``fill`` (the stacks KVM writes to the host RSP1-3 fields) does."""
         used = sorted({lvl for _, lvl in self.levels if lvl > 0})
@@ -101,7 +94,7 @@ class HostConfig:
 
 _FRED_C = "arch/x86/kernel/fred.c cpu_init_fred_rsps, Linux v6.19"
 _LINUX_LEVELS = ((Vector.DB, 1), (Vector.NMI, 2), (Vector.MC, 2), (Vector.DF, 3))
-_LINUX_STACKS = (Stack.DB, Stack.NMI, Stack.DF)
+_LINUX_STACKS = (Vector.DB, Vector.NMI, Vector.DF)
 
 LINUX = HostConfig(
     name="linux-6.19", levels=_LINUX_LEVELS, stacks=_LINUX_STACKS,
@@ -114,7 +107,7 @@ HOST_CONFIGS: dict[str, HostConfig] = {h.name: h for h in (
     HostConfig(
         name="stack-map-changed", levels=((Vector.DB, 2), (Vector.NMI, 1), (Vector.MC, 1),
                                           (Vector.DF, 3)),
-        stacks=(Stack.NMI, Stack.DB, Stack.DF),
+        stacks=(Vector.NMI, Vector.DB, Vector.DF),
         summary="a kernel that moves NMI and #MC to stack level 1 and #DB to level 2"
         " (RSP1 = the NMI stack, RSP2 = the #DB stack), otherwise Linux v6.19",
         source=f"planted host; Linux v6.19's map is in {_FRED_C}"),
