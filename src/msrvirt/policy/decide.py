@@ -15,23 +15,24 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from msrvirt.arch.kvm import U64, Access, ExitReason, KvmRet, exit_reason_for
-from msrvirt.arch.msrs import X2APIC_RANGE, Listed, Msr, lookup
+from msrvirt.arch.msrs import BY_INDEX, X2APIC_RANGE, Listed, Msr, lookup
 from msrvirt.errors import UsageError
+from msrvirt.policy.emulate import _VIEWS as _VIEWS  # the per-backend row views (a cache)
 from msrvirt.policy.emulate import (
-    Emulation,
     Why,
     cond_holds,
     emulate,
     hardware_problem,
     render,
     reset_value,
+    view,
 )
 from msrvirt.policy.filter import MsrFilter
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.policies import Rule
 from msrvirt.policy.scenario import Scenario
 
-__all__ = ["Decision", "Emulation", "Initiator", "MsrAccess", "Outcome", "advertised",
+__all__ = ["Decision", "Initiator", "MsrAccess", "Outcome", "advertised",
            "check_access", "decide", "explain_msr", "render", "reset_value"]
 
 
@@ -190,10 +191,6 @@ def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = N
                    else compute_intercepts(scenario), lookup(req.msr))
 
 
-def _emulate(scenario: Scenario, req: MsrAccess, row: Msr | None, host: bool) -> Emulation:
-    return emulate(scenario, req.msr, req.access, req.value, host, row, req.current)
-
-
 def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
             row: Msr | None) -> Decision:
     """decide() for a request already checked, with its MSR's row (None: no row)."""
@@ -208,13 +205,13 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
         return _fail(scenario, _FILTERED, steps, missing="", cause=steps[-1])
     if flt.ranges:
         steps.append((_filter_text, (flt, req, True)))
-    emu = _emulate(scenario, req, row, False)
+    emu = emulate(scenario, req.msr, req.access, req.value, False, row, req.current)
     steps.append(emu.why)
     cause = (_cause_text, (scenario, ints, req, emu.why))
     if emu.ret is _OK:
         return Decision(_EMULATED, None, None, True, _OK, emu.value, emu.missing, tuple(steps),
                         cause, emu.stored, emu.changes)
-    if emu.ret is _UNSUP and scenario.host.ignore_msrs:
+    if emu.ret is _UNSUP and scenario.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: the access is ignored (reads return 0)", ()))
         return Decision(_EMULATED, None, None, True, _OK, 0 if req.access is _R else None,
                         emu.missing, tuple(steps), steps[-1])
@@ -256,7 +253,7 @@ def _decide_host(scenario: Scenario, req: MsrAccess, row: Msr | None) -> Decisio
     verb = "KVM_SET_MSRS" if req.access is _W else "KVM_GET_MSRS"
     steps: list[Why] = [("host-initiated {0}: no bitmap, the userspace filter does not apply",
                          (verb,))]
-    emu = _emulate(scenario, req, row, True)
+    emu = emulate(scenario, req.msr, req.access, req.value, True, row, req.current)
     steps.append(emu.why)
     ret, value, cause = emu.ret, emu.value, emu.why
     if ret is _UNSUP and advertised(scenario, req.msr):
@@ -267,7 +264,7 @@ def _decide_host(scenario: Scenario, req: MsrAccess, row: Msr | None) -> Decisio
             ret, value, cause = _OK, 0 if req.access is _R else None, steps[-1]
         else:
             steps.append(("in KVM_GET_MSR_INDEX_LIST, but only a write of 0 is excused", ()))
-    if ret is _UNSUP and scenario.host.ignore_msrs:
+    if ret is _UNSUP and scenario.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: ignored", ()))
         ret, value, cause = _OK, 0 if req.access is _R else None, steps[-1]
     ok = ret is _OK
@@ -333,9 +330,12 @@ def explain_msr(scenario: Scenario, index: int,
     """(read, write) decisions for a guest access to ``index``; the write uses a valid value
     (the MSR's reset value, or 0)."""
     ints = intercepts if intercepts is not None else compute_intercepts(scenario)
-    row = lookup(index)
-    reset = reset_value(row, scenario.host.backend) if row is not None else None
-    value = reset if reset is not None else 0
+    row = BY_INDEX.get(index)
+    value = 0
+    if row is not None:
+        reset = row.reset if not (row.overrides or row.quirks) else \
+            view(row, scenario.host.backend).reset
+        value = reset if reset is not None else 0
     if not 0 <= index <= 0xFFFF_FFFF:
         raise UsageError(f"an MSR index must be a u32, not {index:#x}")
     return (

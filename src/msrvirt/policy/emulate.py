@@ -64,6 +64,52 @@ class Emulation(NamedTuple):
     changes: bool = False
 
 
+class View(NamedTuple):
+    """A row as one backend's KVM sees it: the row with its Override and quirks applied."""
+
+    handled: bool  # the backend's code reaches a handler for it (else UNSUPPORTED)
+    gates: tuple[Gate, ...]
+    # The gates with their direction mask as a plain int (IntFlag arithmetic is slow).
+    gate_masks: tuple[tuple[int, Gate], ...]
+    emul: Emul
+    write: WriteRule
+    reset: int | None
+    no_gate: bool  # QuirkKind.NO_GATE
+    gate_unsupported: bool  # QuirkKind.GATE_UNSUPPORTED
+    no_value_check: bool  # QuirkKind.NO_VALUE_CHECK
+
+
+_VIEWS: dict[tuple[int, Backend], View] = {}
+
+
+def view(row: Msr, backend: Backend) -> View:
+    """The row as ``backend``'s KVM sees it (computed once per row and backend)."""
+    key = (row.index, backend)
+    found = _VIEWS.get(key)
+    if found is not None:
+        return found
+    over: Override | None = row.override(backend)
+    no_gate = row.quirk(backend, QuirkKind.NO_GATE) is not None
+    gates = () if no_gate else row.gates if over is None or over.gates is None else over.gates
+    reset = row.reset
+    if over is not None and (over.reset is not None or over.reset_unknown):
+        reset = over.reset
+    quirk = row.quirk(backend, QuirkKind.RESET)
+    if quirk is not None:
+        reset = quirk.value
+    made = View(
+        handled=row.handled_by is None or backend in row.handled_by,
+        gates=gates, gate_masks=tuple((int(g.access), g) for g in gates),
+        emul=row.emul if over is None or over.emul is None else over.emul,
+        write=row.write if over is None or over.write is None else over.write,
+        reset=reset, no_gate=no_gate,
+        gate_unsupported=row.quirk(backend, QuirkKind.GATE_UNSUPPORTED) is not None,
+        no_value_check=row.quirk(backend, QuirkKind.NO_VALUE_CHECK) is not None,
+    )
+    _VIEWS[key] = made
+    return made
+
+
 class Access1(NamedTuple):
     """The access being emulated, with the row's view for this backend resolved."""
 
@@ -74,9 +120,9 @@ class Access1(NamedTuple):
     value: int
     current: int | None  # the MSR's value before this access (None: its reset value)
     row: Msr
-    emul: Emul
-    rule_check: Check
-    reset: int | None
+    v: View
+    rule_check: Check  # v.write.check
+    reset: int | None  # v.reset
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -94,6 +140,14 @@ def canonicalize(value: int, bits: int) -> int:
     if signed >> 63:
         return ((signed | ~U64) >> shift) & U64
     return signed >> shift
+
+
+_WHY_STORED: Why = ("emulated: stored", ())
+
+
+def _kept(value: int) -> Emulation:
+    """A successful write that KVM keeps as ``value`` (the common case, built directly)."""
+    return Emulation(_OK, None, "", _WHY_STORED, value, True)
 
 
 def _ok(why: str, *args: object, value: int | None = None, missing: str = "",
@@ -148,16 +202,15 @@ def _pat_problem(value: int) -> str | None:
     return f"PAT entry {bad[0]} is not a valid memory type" if bad else None
 
 
-def value_problem(row: Msr, value: int, s: Scenario, *, hardware: bool) -> str | None:
-    """Why KVM (``hardware`` False) or the CPU (True) refuses ``value`` by the row's fixed
-    rules: canonical, reserved bits, CET, PAT, MTRRdefType.  None if accepted.
+def value_problem(rule: WriteRule, value: int, s: Scenario, *, hardware: bool) -> str | None:
+    """Why KVM (``hardware`` False) or the CPU (True) refuses ``value`` by a write rule's fixed
+    checks: canonical, reserved bits, CET, PAT, MTRRdefType.  None if accepted.
 
     Canonical means fitting max_host_virt_addr_bits (57 with LA57, else 48) in both cases:
     KVM checks MSR values against the host width, as the CPU does
     (x86.h is_noncanonical_msr_address; docs/reference-notes.md).
     """
-    rule = row.write
-    bits = s.host.virt_addr_bits
+    bits = s.addr_bits
     if rule.canonical and not canonical(value, bits):
         return f"{value:#x} is not canonical ({bits}-bit linear addresses)"
     if value & rule.reserved:
@@ -216,12 +269,11 @@ def _gate_text(gate: Gate, caps: frozenset[Feature]) -> str:
     return f"{verdict}: {'; '.join(what)}"
 
 
-def _check_gates(a: Access1, gates: tuple[Gate, ...], direction: int) -> Emulation | str | None:
+def _check_gates(s: Scenario, v: View, host: bool, direction: int) -> Emulation | str | None:
     """The first failing gate's result, or the text of what is not known, or None."""
-    s = a.s
     missing = ""
-    for gate in gates:
-        if not int(gate.access) & direction or (a.host and not gate.host):
+    for mask, gate in v.gate_masks:
+        if not mask & direction or (host and not gate.host):
             continue
         if gate.pv and not s.runtime.enforce_pv_cpuid:
             continue
@@ -234,8 +286,7 @@ def _check_gates(a: Access1, gates: tuple[Gate, ...], direction: int) -> Emulati
             ok = holds is not False
         if not ok:
             error = gate.error
-            if error is not _OK and a.row.quirks and a.row.quirk(
-                    s.host.backend, QuirkKind.GATE_UNSUPPORTED) is not None:
+            if error is not _OK and v.gate_unsupported:
                 error = _UNSUP
             return Emulation(error, None, missing, (_gate_text, (gate, caps)))
     return missing or None
@@ -245,15 +296,13 @@ def _check_gates(a: Access1, gates: tuple[Gate, ...], direction: int) -> Emulati
 
 def _stored(a: Access1) -> Emulation:
     """A value KVM keeps: reads return it, writes pass the row's value checks."""
-    s, row = a.s, a.row
     if not a.write:
         return _ok("emulated: stored value", value=_current(a))
-    checked = not (row.quirks and row.quirk(s.host.backend, QuirkKind.NO_VALUE_CHECK))
-    if checked:
+    if not a.v.no_value_check:
         found = _check(a)
         if found is not None:
             return found
-    return _ok("emulated: stored", stored=a.value, changes=True)
+    return _kept(a.value)
 
 
 def _read_zero(a: Access1) -> Emulation:
@@ -265,7 +314,7 @@ def _read_zero(a: Access1) -> Emulation:
 def _ignored(a: Access1) -> Emulation:
     if not a.write:
         return _ok("emulated: reads {0}", "0" if not a.reset else f"{a.reset:#x}", value=a.reset)
-    problem = value_problem(a.row, a.value, a.s, hardware=False)
+    problem = value_problem(a.v.write, a.value, a.s, hardware=False)
     if problem is not None:
         return _err("ERR: invalid value, {0}", problem)
     return _ok("emulated: KVM accepts and drops the write")
@@ -355,25 +404,20 @@ def _host_feature_write(a: Access1) -> Emulation:
 
 def _check(a: Access1) -> Emulation | None:
     """The row's value rules for a write: None if accepted (and nothing unknown)."""
-    row, s, value = a.row, a.s, a.value
-    problem = value_problem(row, value, s, hardware=False)
-    if problem is not None:
-        return _err("ERR: invalid value, {0}", problem)
+    rule, value = a.v.write, a.value
+    if value and (rule.canonical or rule.reserved or rule.check in _FIXED_CHECKS):
+        problem = value_problem(rule, value, a.s, hardware=False)
+        if problem is not None:
+            return _err("ERR: invalid value, {0}", problem)
     handler = _CHECKS.get(a.rule_check)
     if handler is not None:
         found = handler(a)
         if found is not None:
             return found
-    rule = _write_rule(a)
     if value & rule.unmodelled:
         return _ok("emulated: accepted as far as the model knows", missing=rule.missing,
                    changes=True)
     return None
-
-
-def _write_rule(a: Access1) -> WriteRule:
-    over = a.row.override(a.s.host.backend) if a.row.overrides else None
-    return over.write if over is not None and over.write is not None else a.row.write
 
 
 def _check_tsc_aux(a: Access1) -> Emulation | None:
@@ -388,14 +432,14 @@ def _check_tsc_aux(a: Access1) -> Emulation | None:
 
 def _check_canonicalize(a: Access1) -> Emulation:
     # __kvm_set_msr: SYSENTER_EIP/ESP are made canonical, never refused.
-    bits = a.s.host.virt_addr_bits
+    bits = a.s.addr_bits
     value = canonicalize(a.value, bits)
     return _ok("emulated: stored (made canonical: {0:#x})", value, stored=value, changes=True)
 
 
 def _check_sysenter_svm(a: Access1) -> Emulation:
     # svm_set_msr: the VMCB keeps 32 bits; the high half only for Intel-compatible guests.
-    value = canonicalize(a.value, a.s.host.virt_addr_bits)
+    value = canonicalize(a.value, a.s.addr_bits)
     if a.s.vendor is not Vendor.INTEL:
         value &= 0xFFFFFFFF
     return _ok("emulated: stored in the VMCB ({0:#x})", value, stored=value, changes=True)
@@ -462,7 +506,7 @@ def _check_misc_enable(a: Access1) -> Emulation | None:
         if (old ^ value) & _MISC_PMU_RO:
             return _err("ERR: a guest write changes MISC_ENABLE bits 12:11 (read-only)")
         value = (value & ~_MISC_EMON) | (old & _MISC_EMON)
-    return _ok("emulated: stored", stored=value, changes=True)
+    return _kept(value)
 
 
 _APIC_ENABLE, _X2APIC_ENABLE = 1 << 11, 1 << 10
@@ -505,7 +549,7 @@ def _check_hwcr(a: Access1) -> Emulation | None:
     if value & ~((1 << 18) | (1 << 24)):
         return _err("ERR: K7_HWCR bits {0:#x} are not emulated",
                     value & ~((1 << 18) | (1 << 24)))
-    return _ok("emulated: stored", stored=value, changes=True)
+    return _kept(value)
 
 
 def _check_pred_cmd(a: Access1) -> Emulation | None:
@@ -641,7 +685,7 @@ def _check_debugctl_vmx(a: Access1) -> Emulation | None:
     if invalid & lbr:
         return _ok("emulated", missing="whether the vCPU has LBR virtualization (perf"
                    " capabilities LBR format)", changes=True)
-    return _ok("emulated: stored", stored=value & (supported | lbr), changes=True)
+    return _kept(value & (supported | lbr))
 
 
 def _check_debugctl_svm(a: Access1) -> Emulation | None:
@@ -656,7 +700,7 @@ def _check_debugctl_svm(a: Access1) -> Emulation | None:
 
 
 def _check_bndcfgs(a: Access1) -> Emulation | None:
-    if not canonical(a.value & ~0xFFF & U64, a.s.host.virt_addr_bits):
+    if not canonical(a.value & ~0xFFF & U64, a.s.addr_bits):
         return _err("ERR: BNDCFGS base is not canonical")
     return None
 
@@ -687,7 +731,7 @@ def _check_hsave_pa(a: Access1) -> Emulation | None:
     # page-masked.
     if not a.host and (a.value & 0xFFF or a.value & _reserved_gpa(a.s)):
         return _err("ERR: VM_HSAVE_PA must be a valid page address")
-    return _ok("emulated: stored", stored=a.value & ~0xFFF & U64, changes=True)
+    return _kept(a.value & ~0xFFF & U64)
 
 
 def _check_de_cfg(a: Access1) -> Emulation | None:
@@ -704,6 +748,9 @@ def _check_vmx_cap(a: Access1) -> Emulation | None:
                                           " {0}", (a.row.name,)))
     return None
 
+
+# The checks value_problem makes itself (0 passes every one of them).
+_FIXED_CHECKS = frozenset({Check.CET, Check.PAT, Check.MTRR_DEF_TYPE})
 
 _CHECKS: dict[Check, Callable[[Access1], Emulation | None]] = {
     Check.TSC_AUX: _check_tsc_aux,
@@ -751,7 +798,7 @@ def _mce(a: Access1) -> Emulation:
             return _unsup("UNSUPPORTED: MCG_CAP has no write handler")
         return _ok("emulated: mcg_cap", value=mcg_cap)
     if check is Check.MCG_STATUS:
-        return _ok("emulated: stored", stored=value, changes=True) if a.write else \
+        return _kept(value) if a.write else \
             _ok("emulated: mcg_status", value=_current(a))
     if check is Check.MCG_CTL:
         if not mcg_cap & _MCG_CTL_P and (not a.host or (a.write and value)):
@@ -761,7 +808,7 @@ def _mce(a: Access1) -> Emulation:
             return _ok("emulated: mcg_ctl", value=a.current if a.current is not None else reset)
         if value not in (0, U64):
             return _err("ERR: MCG_CTL must be 0 or all ones")
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if a.row.unit >= banks:
         return _err("ERR: bank {0} is beyond MCG_CAP's {1} banks", a.row.unit, banks)
     if check is Check.MCI_CTL2:
@@ -771,7 +818,7 @@ def _mce(a: Access1) -> Emulation:
             return _ok("emulated: mci_ctl2", value=_current(a))
         if value & ~((1 << 30) | 0x7FFF):
             return _err("ERR: MCi_CTL2 reserved bits {0:#x}", value & ~((1 << 30) | 0x7FFF))
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if not a.write:
         reset = U64 if setup and check is Check.MCI_CTL else 0
         return _ok("emulated: bank register", value=a.current if a.current is not None else reset)
@@ -781,7 +828,7 @@ def _mce(a: Access1) -> Emulation:
             s.vendor is Vendor.AMD and s.runtime.mcstatuswren):
         return _err("ERR: a guest may write non-zero MCi_STATUS only on AMD with"
                     " HWCR.McStatusWrEn")
-    return _ok("emulated: stored", stored=value, changes=True)
+    return _kept(value)
 
 
 def _mtrr(a: Access1) -> Emulation:
@@ -790,7 +837,7 @@ def _mtrr(a: Access1) -> Emulation:
         return _ok("emulated: MTRR value", value=_current(a))
     value, check = a.value, a.rule_check
     if check is Check.MTRR_DEF_TYPE:
-        problem = value_problem(a.row, value, a.s, hardware=False)
+        problem = value_problem(a.v.write, value, a.s, hardware=False)
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
     elif check is Check.MTRR_FIXED:
@@ -808,7 +855,7 @@ def _mtrr(a: Access1) -> Emulation:
         if value & mask:
             return _err("ERR: variable MTRR reserved bits {0:#x} (MAXPHYADDR {1})",
                         value & mask, a.s.host.phys_addr_bits)
-    return _ok("emulated: stored", stored=value, changes=True)
+    return _kept(value)
 
 
 def _x2apic(a: Access1) -> Emulation:
@@ -905,15 +952,15 @@ def _pmu(a: Access1) -> Emulation:
             allowed |= 0xB << (4 * i)  # KERNEL, USER, PMI per fixed counter
         if value & ~allowed:
             return _err("ERR: FIXED_CTR_CTRL bits {0:#x} are reserved", value & ~allowed)
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if check is Check.PMU_DS_AREA:
         if F.DS not in s.guest_caps:
             return _pmu_fallback(a)
         if not a.write:
             return _ok("emulated: DS_AREA", value=_current(a))
-        if not canonical(value, s.host.virt_addr_bits):
+        if not canonical(value, s.addr_bits):
             return _err("ERR: DS_AREA is not canonical")
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if check in (Check.PMU_PEBS_ENABLE, Check.PMU_PEBS_DATA_CFG):
         perf_cap = _perf_cap(s)
         if perf_cap is None:
@@ -954,7 +1001,7 @@ def _pmu_global(a: Access1, *, intel: bool) -> Emulation:
         data = value & ctrl_valid if check is Check.AMD_GLOBAL_CTL else value
         if data & ~ctrl_valid:
             return _err("ERR: GLOBAL_CTRL bits {0:#x} are reserved", data & ~ctrl_valid)
-        return _ok("emulated: stored", stored=data, changes=True)
+        return _kept(data)
     if check in (Check.PMU_GLOBAL_STATUS, Check.AMD_GLOBAL_STATUS):
         if not a.write:
             return _ok("emulated: GLOBAL_STATUS", value=_current(a))
@@ -964,7 +1011,7 @@ def _pmu_global(a: Access1, *, intel: bool) -> Emulation:
             return _ok("emulated: read-only, the write is ignored")
         if value & ~status_valid:
             return _err("ERR: GLOBAL_STATUS bits {0:#x} are reserved", value & ~status_valid)
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if not a.write:
         return _ok("emulated: reads 0", value=0)
     if check is Check.PMU_GLOBAL_OVF and value & ~status_valid:
@@ -1032,7 +1079,7 @@ def _hyperv(a: Access1) -> Emulation:
     if check is Check.HV_UNKNOWN:
         return _err("ERR: Hyper-V MSR {0:#x} is not implemented (returns 1)", a.msr)
     if check is Check.HV_STORED:
-        return _ok("emulated: stored", stored=value, changes=True) if a.write else \
+        return _kept(value) if a.write else \
             _ok("emulated: stored value", value=_current(a))
     if check is Check.HV_HYPERCALL:
         if not a.write:
@@ -1051,7 +1098,7 @@ def _hyperv(a: Access1) -> Emulation:
             return _err("ERR: only userspace may set VP_INDEX")
         if value & 0xFFFFFFFF >= 4096:  # KVM_MAX_VCPUS
             return _err("ERR: VP_INDEX must be below KVM_MAX_VCPUS")
-        return _ok("emulated: stored", stored=value & 0xFFFFFFFF, changes=True)
+        return _kept(value & 0xFFFFFFFF)
     if check is Check.HV_RESET:
         return _ok("emulated: reads 0", value=0) if not a.write else \
             _ok("emulated: a write of 1 requests a reset")
@@ -1079,7 +1126,7 @@ def _hyperv(a: Access1) -> Emulation:
             return _ok("emulated: stored value", value=_current(a))
         if value & 1:
             return _ok("emulated", missing="guest memory at the page", changes=True)
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if check in (Check.HV_SYNIC, Check.HV_STIMER):
         if s.runtime.hyperv_synic:
             return _ok("emulated", missing="SynIC register semantics", changes=a.write)
@@ -1094,14 +1141,14 @@ def _hyperv(a: Access1) -> Emulation:
         if not a.write:
             return _ok("emulated: crash control", value=_current(a))
         if host:
-            return _ok("emulated: stored", stored=value & (1 << 63), changes=True)
+            return _kept(value & (1 << 63))
         return _ok("emulated: a guest write with CRASH_NOTIFY reports a crash")
     if check is Check.HV_TSC_EMULATION_STATUS:
         if not a.write:
             return _ok("emulated: stored value", value=_current(a))
         if value and not host:
             return _err("ERR: a guest may only write 0")
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if check is Check.HV_TSC_INVARIANT:
         if not a.write:
             return _ok("emulated: stored value", value=_current(a))
@@ -1109,13 +1156,13 @@ def _hyperv(a: Access1) -> Emulation:
             return _err("ERR: only bit 0 is supported")
         if not host and (_current(a) or 0) and not value:
             return _err("ERR: the guest cannot disable invariant TSC")
-        return _ok("emulated: stored", stored=value, changes=True)
+        return _kept(value)
     if check is Check.HV_SYNDBG:
         # syndbg_{get,set}_msr: the guest needs the debugging capability in Hyper-V CPUID.
         if not host:
             return _err("ERR: synthetic debugging is not enabled in the Hyper-V CPUID",
                         missing="the guest's Hyper-V syndbg CPUID leaf")
-        return _ok("emulated: stored", stored=value, changes=True) if a.write else \
+        return _kept(value) if a.write else \
             _ok("emulated: stored value", value=_current(a))
     raise AssertionError(check)
 
@@ -1177,55 +1224,38 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
             row: Msr | None, current: int | None = None) -> Emulation:
     """__kvm_get_msr / __kvm_set_msr for one access that reached KVM (no filter, no bitmap)."""
     write = access is _W
-    xen = s.runtime.xen_hypercall_msr
-    if xen and msr == xen and write and not host and s.host.params.xen and not (
-            row is not None and row.handled_by is not None and s.host.backend in row.handled_by):
+    if msr and msr == s.xen_msr and write and not host and not (
+            row is not None and row.handled_by is not None and s.backend in row.handled_by):
         return _xen(s, value)
     if row is None:
         return unknown(s, msr)
-    backend = s.host.backend
-    over: Override | None = row.override(backend) if row.overrides else None
-    gates = row.gates if over is None or over.gates is None else over.gates
-    if row.quirks and row.quirk(backend, QuirkKind.NO_GATE) is not None:
-        gates = ()
-    if row.handled_by is not None and backend not in row.handled_by:
+    v = _VIEWS.get((msr, s.backend)) or view(row, s.backend)
+    if not v.handled:
         if not row.precheck:
             return Emulation(_UNSUP, None, "", (_owners_text, (row,)))
         # __kvm_set_msr / __kvm_get_msr check first; then the vendor code does not know it.
-        a = Access1(s=s, msr=msr, write=write, host=host, value=value, current=current,
-                    row=row, emul=Emul.UNSUPPORTED, rule_check=Check.NONE, reset=None)
-        gated = _check_gates(a, gates, int(access))
+        gated = _check_gates(s, v, host, 2 if write else 1)
         if isinstance(gated, Emulation):
             return gated
-        problem = value_problem(row, value, s, hardware=False) if write else None
+        problem = value_problem(v.write, value, s, hardware=False) if write else None
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
         return Emulation(_UNSUP, None, gated or "", (_owners_text, (row,)))
-    emul = row.emul if over is None or over.emul is None else over.emul
-    write_rule = row.write if over is None or over.write is None else over.write
-    reset = row.reset
-    if over is not None and (over.reset is not None or over.reset_unknown):
-        reset = over.reset
-    if row.quirks:
-        quirk = row.quirk(backend, QuirkKind.RESET)
-        if quirk is not None:
-            reset = quirk.value
-    a = Access1(s=s, msr=msr, write=write, host=host, value=value, current=current, row=row,
-                emul=emul, rule_check=write_rule.check, reset=reset)
     missing = ""
-    if gates:
-        gated = _check_gates(a, gates, int(access))
+    if v.gate_masks:
+        gated = _check_gates(s, v, host, 2 if write else 1)
         if isinstance(gated, Emulation):
             return gated
         missing = gated or ""
-    if write and row.quirks and row.quirk(backend, QuirkKind.NO_GATE):
+    if write and v.no_gate:
         # The backend handles this MSR its own way; only a write of 0 was observed (accepted).
         if not value:
             return _ok("emulated: a write of 0 is accepted on {0} (observed quirk)",
-                       backend.value)
+                       s.host.backend.value)
         return _ok("emulated", missing="the backend's value checks (quirk: only a write of 0"
                    " was observed)")
-    emu = _HANDLERS[emul](a)
+    emu = _HANDLERS[v.emul](Access1(s, msr, write, host, value, current, row, v, v.write.check,
+                                    v.reset))
     if missing and not emu.missing:
         emu = emu._replace(missing=missing)
     return emu
@@ -1233,13 +1263,7 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
 
 def reset_value(row: Msr, backend: Backend) -> int | None:
     """The MSR's value after vCPU creation on ``backend`` (None where the model does not know)."""
-    quirk = row.quirk(backend, QuirkKind.RESET) if row.quirks else None
-    if quirk is not None:
-        return quirk.value
-    over = row.override(backend) if row.overrides else None
-    if over is not None and (over.reset is not None or over.reset_unknown):
-        return over.reset
-    return row.reset
+    return view(row, backend).reset
 
 
 # -- what the CPU checks for a passed-through MSR ------------------------------------------------
@@ -1259,17 +1283,19 @@ def hardware_problem(row: Msr | None, value: int, s: Scenario) -> tuple[str | No
     """
     if row is None:
         return None, "the CPU's handling of an MSR KVM does not know"
+    if not value:  # 0 passes every check the CPU makes on the MSRs KVM passes through
+        return None, ""
     if row.index in _X2APIC_PASS_WRITES:
         bad = value & _X2APIC_PASS_WRITES[row.index]
         return (f"x2APIC virtualization: bits {bad:#x} must be 0" if bad else None), ""
     if row.family is Family.APIC and row.index not in _X2APIC_PASS_WRITES:
         return None, "how the CPU's APIC virtualization handles this write"
     if row.index in _SYSENTER:
-        if s.host.backend is Backend.VMX and not canonical(value, s.host.virt_addr_bits):
+        if s.host.backend is Backend.VMX and not canonical(value, s.addr_bits):
             return f"{value:#x} is not canonical (Intel WRMSR of SYSENTER_ESP/EIP)", ""
         return None, ""
-    problem = value_problem(row, value, s, hardware=True)
     rule = row.write
+    problem = value_problem(rule, value, s, hardware=True)
     missing = rule.missing if value & rule.unmodelled else ""
     if problem is None and rule.check not in (Check.NONE, Check.CET, Check.PAT,
                                               Check.MTRR_DEF_TYPE) and value:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import NO_PMU, HostProfile, PmuCaps
-from msrvirt.arch.kvm import ExitReason, Vendor
+from msrvirt.arch.kvm import Backend, ExitReason, Vendor
 from msrvirt.errors import UsageError
 from msrvirt.policy.filter import NO_FILTER, MsrFilter
 
@@ -151,6 +151,12 @@ class Scenario:
     guest_caps: frozenset[Feature] = field(init=False, compare=False, repr=False)
     # The vCPU's PMU (version, counters) after kvm_pmu_refresh.
     pmu: PmuCaps = field(init=False, compare=False, repr=False)
+    # The host's linear-address width, which KVM checks MSR values against (host.virt_addr_bits).
+    addr_bits: int = field(init=False, compare=False, repr=False)
+    # Read on every access, so copied out of host and runtime once:
+    backend: Backend = field(init=False, compare=False, repr=False)
+    ignore_msrs: bool = field(init=False, compare=False, repr=False)  # kvm.ignore_msrs
+    xen_msr: int = field(init=False, compare=False, repr=False)  # 0 unless Xen's MSR is set
 
     def __post_init__(self) -> None:
         kvm = self.host.features - self.policy.kvm_lacks
@@ -158,6 +164,11 @@ class Scenario:
         guest_caps = self.guest & kvm
         object.__setattr__(self, "guest_caps", guest_caps)
         object.__setattr__(self, "pmu", guest_pmu(self.host, guest_caps, self.runtime))
+        object.__setattr__(self, "addr_bits", self.host.virt_addr_bits)
+        object.__setattr__(self, "backend", self.host.backend)
+        object.__setattr__(self, "ignore_msrs", self.host.params.ignore_msrs)
+        object.__setattr__(self, "xen_msr", self.runtime.xen_hypercall_msr
+                           if self.host.params.xen else 0)
 
     @property
     def vendor(self) -> Vendor:
