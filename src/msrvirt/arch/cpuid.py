@@ -179,6 +179,10 @@ CPUID_BITS: dict[Feature, CpuidBit] = {
     ),
 }
 
+# The CPUID leaves hypervisors use (Intel SDM Vol. 2A: 0x40000000-0x4FFFFFFF are reserved
+# for them; KVM looks for its own in steps of 0x100 up to 0x4000ff00).
+HYPERVISOR_LEAVES = range(0x40000000, 0x40010000)
+
 # Features that KVM derives from others (Linux cpufeatures.h; fred-arch-facts.md 1).
 IMPLIES: dict[Feature, frozenset[Feature]] = {
     Feature.FRED: frozenset({Feature.LKGS}),

@@ -19,7 +19,7 @@ from dataclasses import replace as dataclasses_replace
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from msrvirt.arch.cpuid import CPUID_BITS, IMPLIES, Feature, feature
+from msrvirt.arch.cpuid import CPUID_BITS, HYPERVISOR_LEAVES, IMPLIES, Feature, feature
 from msrvirt.arch.kvm import Backend, Vendor
 from msrvirt.arch.msrs import index_of
 from msrvirt.errors import UnknownNameError, UsageError
@@ -291,7 +291,6 @@ def with_implied(features: Iterable[Feature]) -> frozenset[Feature]:
 
 # CPUID.(base):EBX,ECX,EDX of KVM's paravirtual leaves: "KVMKVMKVM\0\0\0" (kvm_para.h).
 KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x4D)
-HYPERVISOR_LEAVES = range(0x40000000, 0x40010000)  # where hypervisors put their leaves
 
 
 def kvm_cpuid_base(entries: Mapping[tuple[int, int], tuple[int, int, int, int]]) -> int | None:

@@ -1033,6 +1033,8 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         kernel=(VMX_MSR,), source="SDM Vol. 4; vmx_get_msr/vmx_set_msr MCG_EXT_CTL",
         note="a guest access needs FEAT_CTL.LMCE_ENABLED, clear after vCPU creation"),
     *_mce_rows(),
+    # -- VMX capabilities -----------------------------------------------------------------------
+    *_vmx_cap_rows(),
     # -- APIC -----------------------------------------------------------------------------------
     Msr(index=0x1B, name="IA32_APIC_BASE", family=Family.APIC, aliases=("APIC_BASE",),
         write=WriteRule(check=Check.APIC_BASE), reset=0xFEE00900,

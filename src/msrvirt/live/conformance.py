@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from msrvirt.arch.cpuid import CPUID_BITS, Feature, Reg
-from msrvirt.arch.hosts import HYPERVISOR_LEAVES, cpuid_leaf, features_from_cpuid, kvm_cpuid_base
+from msrvirt.arch.cpuid import CPUID_BITS, HYPERVISOR_LEAVES, Feature, Reg
+from msrvirt.arch.hosts import cpuid_leaf, features_from_cpuid, kvm_cpuid_base
 from msrvirt.arch.kvm import Access
 from msrvirt.conform.predict import Seen, errno_name
 from msrvirt.conform.scenario import (
@@ -59,7 +59,8 @@ def edit_cpuid(entries: Sequence[CpuidEntry], wanted: frozenset[Feature]) -> tup
 
 # Hyper-V's leaves (TLFS: "Microsoft Hv" at 0x40000000, the "Hv#1" interface at 0x40000001,
 # which is what cpuid.c kvm_cpuid_has_hyperv looks for); KVM's own then move up by 0x100.
-HYPERV_VENDOR = (0x40000005, 0x7263694D, 0x666F736F, 0x76482074)  # max leaf, "Microsoft Hv"
+HYPERV_VENDOR = (HYPERVISOR_LEAVES.start + 5,  # max leaf
+                 0x7263694D, 0x666F736F, 0x76482074)  # "Microsoft Hv"
 HYPERV_INTERFACE = 0x31237648  # "Hv#1"
 KVM_LEAVES_MOVED = 0x100
 

@@ -94,7 +94,8 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
             for direction in directions:
                 denied = not want and not unfiltered and not allows(msr, direction)
                 settings[(msr, direction)] = (rule, want, denied)
-    on_demand = x2apic_passthrough(scenario)
+    # intercept-all, a policy with no rules, stands for a bitmap that stays all ones.
+    on_demand = x2apic_passthrough(scenario) if policy.rules else {}
     bitmap: MsrBitmap | None
     changes = [(msr, d, want or denied) for (msr, d), (_, want, denied) in settings.items()]
     changes += [(msr, d, False) for (msr, d) in on_demand if (msr, d) not in settings]
