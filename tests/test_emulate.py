@@ -463,19 +463,16 @@ def _passes(s: Scenario, name: str, access: Access) -> bool:
 
 
 X2 = Runtime(x2apic_mode=True)
+VMX_X2 = sc(pol="fred-v9", runtime=X2)  # an Intel host, APICv on, the APIC in x2APIC mode
 X2APIC_INTERCEPTS = [
-    ("VMX APICv: a TPR read runs on the CPU", sc(pol="fred-v9", runtime=X2), "X2APIC_TPR", R,
+    ("VMX APICv: a TPR read runs on the CPU", VMX_X2, "X2APIC_TPR", R, True),
+    ("VMX APICv: an ISR read runs on the CPU", VMX_X2, "X2APIC_ISR3", R, True),
+    ("VMX APICv: TMCCT reads stay intercepted (the current count is emulated)", VMX_X2,
+     "X2APIC_TMCCT", R, False),
+    ("VMX APICv: an EOI write runs on the CPU", VMX_X2, "X2APIC_EOI", W, True),
+    ("VMX APICv: an LDR write stays intercepted", VMX_X2, "X2APIC_LDR", W, False),
+    ("VMX APICv with IPI virtualization: an ICR write runs on the CPU", VMX_X2, "X2APIC_ICR", W,
      True),
-    ("VMX APICv: an ISR read runs on the CPU", sc(pol="fred-v9", runtime=X2), "X2APIC_ISR3", R,
-     True),
-    ("VMX APICv: TMCCT reads stay intercepted (the current count is emulated)",
-     sc(pol="fred-v9", runtime=X2), "X2APIC_TMCCT", R, False),
-    ("VMX APICv: an EOI write runs on the CPU", sc(pol="fred-v9", runtime=X2), "X2APIC_EOI", W,
-     True),
-    ("VMX APICv: an LDR write stays intercepted", sc(pol="fred-v9", runtime=X2), "X2APIC_LDR", W,
-     False),
-    ("VMX APICv with IPI virtualization: an ICR write runs on the CPU",
-     sc(pol="fred-v9", runtime=X2), "X2APIC_ICR", W, True),
     ("VMX APICv without IPI virtualization: an ICR write is intercepted",
      sc(pol="fred-v9", runtime=X2, params={"enable_ipiv": False}), "X2APIC_ICR", W, False),
     ("VMX with APICv inhibited: only TPR runs on the CPU",
@@ -502,7 +499,7 @@ def test_x2apic_intercepts_on_demand(s: Scenario, name: str, access: Access,
 
 def test_the_cpu_refuses_tpr_bits_63_8_under_x2apic_virtualization() -> None:
     # SDM Vol. 3C 30.5: WRMSR to the virtualized TPR with bits 63:8 set is #GP.
-    d = acc(sc(pol="fred-v9", runtime=X2), "X2APIC_TPR", W, 0x100)
+    d = acc(VMX_X2, "X2APIC_TPR", W, 0x100)
     assert d.outcome is Outcome.GP and not d.intercept
 
 

@@ -69,11 +69,6 @@ class Fingerprint:
     capabilities: tuple[tuple[str, int], ...] = ()
 
     @property
-    def ignore_msrs(self) -> bool:
-        """The kvm.ignore_msrs module parameter (unknown MSRs read 0 instead of failing)."""
-        return dict(self.module_params).get("kvm.ignore_msrs", "N") in ("Y", "1")
-
-    @property
     def cpuid_vendor(self) -> str:
         """The CPUID leaf 0 vendor string KVM reports (EBX, EDX, ECX)."""
         for entry in self.cpuid:

@@ -166,7 +166,7 @@ class Scenario:
         object.__setattr__(self, "pmu", guest_pmu(self.host, guest_caps, self.runtime))
         object.__setattr__(self, "addr_bits", self.host.virt_addr_bits)
         object.__setattr__(self, "backend", self.host.backend)
-        object.__setattr__(self, "ignore_msrs", self.host.params.ignore_msrs)
+        object.__setattr__(self, "ignore_msrs", self.host.ignore_msrs)
         object.__setattr__(self, "xen_msr", self.runtime.xen_hypercall_msr
                            if self.host.params.xen else 0)
 
