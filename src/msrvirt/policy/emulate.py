@@ -294,10 +294,13 @@ def _check_gates(s: Scenario, v: View, host: bool, direction: int) -> Emulation 
 
 # -- the handlers, by row kind -------------------------------------------------------------------
 
+_WHY_VALUE: Why = ("emulated: stored value", ())
+
+
 def _stored(a: Access1) -> Emulation:
     """A value KVM keeps: reads return it, writes pass the row's value checks."""
     if not a.write:
-        return _ok("emulated: stored value", value=_current(a))
+        return Emulation(_OK, a.current if a.current is not None else a.reset, "", _WHY_VALUE)
     if not a.v.no_value_check:
         found = _check(a)
         if found is not None:
