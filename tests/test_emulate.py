@@ -532,3 +532,166 @@ def test_a_host_profile_round_trips_its_params_and_pmu() -> None:
     h = replace(HOSTS["intel-spr"], params=KvmParams(pt_mode=PtMode.HOST_GUEST, enable_pmu=False))
     back = HostProfile.from_obj(h.to_obj())
     assert back.params == h.params and back.pmu == h.pmu and back.feature_msrs == h.feature_msrs
+
+
+RT_RAN = Runtime(vcpu_has_run=True)
+HV = Runtime(hyperv=True)
+AMD_NO_SCALE = sc("amd-zen5", drop={F.TSCRATEMSR})
+_PVM = replace(host("pvm"), features=host("pvm").features | {F.SHSTK})
+PVM_SHSTK = Scenario(host=_PVM, guest=_PVM.features, policy=policy("pvm"), exits=ALL)
+LBR_HOST = replace(host("intel-fred"), feature_msrs=((IDX("IA32_PERF_CAPABILITIES"), 0x2005),))
+LBR_GUEST = Scenario(host=LBR_HOST, guest=LBR_HOST.features, policy=policy("intercept-all"))
+# More of kvm_set_msr_common, the vendor set_msr and the PMU / Hyper-V code, each a kernel path.
+MORE: list[tuple[str, Scenario, str | int, Access, int, bool, int | None, KvmRet]] = [
+    ("a feature MSR changed by userspace after KVM_RUN is refused (kvm_is_immutable_feature_msr)",
+     sc(runtime=RT_RAN), "IA32_PERF_CAPABILITIES", W, 0, True, 1 << 13, ERR),
+    ("a feature MSR rewritten with its value after KVM_RUN is accepted",
+     sc(runtime=RT_RAN), "IA32_PERF_CAPABILITIES", W, 1 << 13, True, 1 << 13, OK),
+    ("TSC_AUX bits 63:32 are dropped for an AMD guest", sc("amd-zen5"), "IA32_TSC_AUX", W,
+     1 << 40, False, None, OK),
+    ("APIC_BASE: a guest may not go from x2APIC to xAPIC", sc(runtime=X2), "IA32_APIC_BASE", W,
+     0xFEE00900, False, None, ERR),
+    ("APIC_BASE: userspace may go from x2APIC to xAPIC", sc(runtime=X2), "IA32_APIC_BASE", W,
+     0xFEE00900, True, None, OK),
+    ("APIC_BASE: a guest may not go from disabled to x2APIC", sc(), "IA32_APIC_BASE", W,
+     0xFEE00D00, False, 0xFEE00000, ERR),
+    ("APIC_BASE: x2APIC enable without the enable bit is invalid", sc(), "IA32_APIC_BASE", W,
+     0xFEE00500, True, None, ERR),
+    ("APIC_BASE: reserved bit 9 is refused", sc(), "IA32_APIC_BASE", W, 0xFEE00B00, True, None,
+     ERR),
+    ("PRED_CMD: bit 1 is reserved", sc(), "IA32_PRED_CMD", W, 2, False, None, ERR),
+    ("PRED_CMD: IBPB is a command", sc(), "IA32_PRED_CMD", W, 1, False, None, OK),
+    ("FLUSH_CMD: only bit 0", sc(), "IA32_FLUSH_CMD", W, 2, False, None, ERR),
+    ("TSC_ADJUST: without guest TSC_ADJUST a write is dropped", sc(drop={F.TSC_ADJUST}),
+     "IA32_TSC_ADJUST", W, 5, False, None, OK),
+    ("ASYNC_PF_EN: delivery as #PF VM exit needs its PV feature when enforced",
+     sc(drop={F.KVM_ASYNC_PF_VMEXIT}, runtime=Runtime(enforce_pv_cpuid=True)),
+     "KVM_ASYNC_PF_EN", W, 1 << 2, False, None, ERR),
+    ("ASYNC_PF_EN: delivery as interrupt needs its PV feature when enforced",
+     sc(drop={F.KVM_ASYNC_PF_INT}, runtime=Runtime(enforce_pv_cpuid=True)),
+     "KVM_ASYNC_PF_EN", W, 1 << 3, False, None, ERR),
+    ("ASYNC_PF_EN: 0 is accepted without an in-kernel APIC", sc(runtime=RT_NO_LAPIC),
+     "KVM_ASYNC_PF_EN", W, 0, False, None, OK),
+    ("DEBUGCTL on VMX: bus-lock detect with host and guest support",
+     sc(), "IA32_DEBUGCTL", W, 1 << 2, False, None, OK),
+    ("DEBUGCTL on VMX: bit 3 is refused", sc(), "IA32_DEBUGCTL", W, 1 << 3, False, None, ERR),
+    ("DEBUGCTL on VMX: BTF is dropped, not refused", sc(), "IA32_DEBUGCTL", W, 1 << 1, False,
+     None, OK),
+    ("DEBUGCTL on SVM: LBR is stored", sc("amd-zen5"), "IA32_DEBUGCTL", W, 1, False, None, OK),
+    ("DEBUGCTL on PVM: a write is dropped", sc("pvm"), "IA32_DEBUGCTL", W, 8, False, None, OK),
+    ("BNDCFGS: a non-canonical base is refused", sc(add={F.MPX}), "IA32_BNDCFGS", W, 1 << 60,
+     True, None, ERR),
+    ("BNDCFGS: fails without host MPX", sc(), "IA32_BNDCFGS", R, 0, True, None, ERR),
+    ("TSC_RATIO: userspace may write 0 without guest TSC scaling", AMD_NO_SCALE,
+     "AMD64_TSC_RATIO", W, 0, True, None, OK),
+    ("TSC_RATIO: userspace may not set another ratio without guest TSC scaling", AMD_NO_SCALE,
+     "AMD64_TSC_RATIO", W, 5, True, None, ERR),
+    ("TSC_RATIO: the guest needs TSC scaling", AMD_NO_SCALE, "AMD64_TSC_RATIO", R, 0, False,
+     None, ERR),
+    ("VIRT_SPEC_CTRL: SSBD only", sc("amd-zen5", add={F.VIRT_SSBD}), "AMD64_VIRT_SPEC_CTRL", W,
+     1, True, None, ERR),
+    ("S_CET on PVM: the pre-check refuses bits 9:6 before the vendor code",
+     PVM_SHSTK, "IA32_S_CET", W, 1 << 6, True, None, ERR),
+    ("S_CET on PVM: a valid guest write is UNSUPPORTED (pvm_set_msr does not know it)",
+     PVM_SHSTK, "IA32_S_CET", W, 0, False, None, UNSUP),
+    ("S_CET on PVM: userspace may write 0, as KVM advertises it (kvm_do_msr_access)",
+     PVM_SHSTK, "IA32_S_CET", W, 0, True, None, OK),
+    ("DEBUGCTL on VMX: LBR is dropped without an LBR format (no failure)", sc(),
+     "IA32_DEBUGCTL", W, 1, False, None, OK),
+    ("DEBUGCTL on VMX: FREEZE_LBRS_ON_PMI fails without an LBR format", sc(),
+     "IA32_DEBUGCTL", W, 1 << 11, False, None, ERR),
+    ("IA32_PMC0 refuses... nothing in 32 bits", sc(), "IA32_PMC0", W, 0xFFFF, False, None, OK),
+    ("PERFEVTSEL2 takes IN_TX_CP with guest TSX (HSW_IN_TX_CHECKPOINTED)",
+     sc("intel-spr"), "IA32_PERFEVTSEL2", W, 3 << 32, False, None, OK),
+    ("PERFEVTSEL0 refuses IN_TX_CP (counter 2 only)", sc("intel-spr"), "IA32_PERFEVTSEL0", W,
+     1 << 33, False, None, ERR),
+    ("PERF_GLOBAL_OVF_CTRL refuses a bit of no counter", sc(), "IA32_PERF_GLOBAL_OVF_CTRL", W,
+     1 << 20, False, None, ERR),
+    ("PERF_GLOBAL_STATUS takes a valid value from userspace", sc(), "IA32_PERF_GLOBAL_STATUS",
+     W, 1, True, None, OK),
+    ("K7_PERFCTR3 fails beyond a 2-counter AMD PMU",
+     sc("amd-zen5", drop={F.PERFMON_V2, F.PERFCTR_CORE}, runtime=Runtime(pmu_gp=2),
+        params={"enable_pmu": True}), "K7_PERFCTR3", R, 0, False, None, OK),
+    ("AMD GLOBAL_STATUS: a guest write is ignored", sc("amd-zen5"),
+     "AMD64_PERF_CNTR_GLOBAL_STATUS", W, 1, False, None, OK),
+    ("AMD GLOBAL_CTL: reserved bits are dropped", sc("amd-zen5"), "AMD64_PERF_CNTR_GLOBAL_CTL",
+     W, U64, False, None, OK),
+    ("AMD GLOBAL_STATUS_CLR reads 0", sc("amd-zen5"), "AMD64_PERF_CNTR_GLOBAL_STATUS_CLR", R, 0,
+     False, None, OK),
+    ("F15H_PERF_CTR5 reads as a counter", sc("amd-zen5"), "F15H_PERF_CTR5", R, 0, False, None,
+     OK),
+    ("DS_AREA needs guest DS", sc(drop={F.DS}), "IA32_DS_AREA", R, 0, False, None, UNSUP),
+    ("DS_AREA refuses a non-canonical address", sc(), "IA32_DS_AREA", W, 1 << 60, False, None,
+     ERR),
+    ("PEBS_ENABLE without PERF_CAPABILITIES.PEBS_FORMAT is UNSUPPORTED", sc(), "IA32_PEBS_ENABLE",
+     R, 0, False, None, UNSUP),
+    ("a VMX capability MSR can be restored before KVM_RUN", sc(), "IA32_VMX_VMCS_ENUM", W, 0,
+     True, None, OK),
+    ("Hyper-V HYPERCALL stores a disabled page", sc(runtime=HV), "HV_X64_MSR_HYPERCALL", W, 0,
+     False, None, OK),
+    ("Hyper-V EOI is not readable", sc(runtime=HV), "HV_X64_MSR_EOI", R, 0, False, None, ERR),
+    ("Hyper-V TPR reads through the in-kernel APIC", sc(runtime=HV), "HV_X64_MSR_TPR", R, 0,
+     False, None, OK),
+    ("Hyper-V TPR refuses bits 63:32", sc(runtime=HV), "HV_X64_MSR_TPR", W, 1 << 32, False, None,
+     ERR),
+    ("Hyper-V ICR refuses reserved bit 13", sc(runtime=HV), "HV_X64_MSR_ICR", W, 1 << 13, False,
+     None, ERR),
+    ("Hyper-V VP_ASSIST_PAGE stores a disabled page", sc(runtime=HV), "HV_X64_MSR_VP_ASSIST_PAGE",
+     W, 0x1000, False, None, OK),
+    ("Hyper-V RESET reads 0", sc(runtime=HV), "HV_X64_MSR_RESET", R, 0, False, None, OK),
+    ("Hyper-V VP_RUNTIME: userspace writes are accepted", sc(runtime=HV), "HV_X64_MSR_VP_RUNTIME",
+     W, 5, True, None, OK),
+    ("Hyper-V CRASH_CTL: userspace stores the notify bit", sc(runtime=HV), "HV_X64_MSR_CRASH_CTL",
+     W, U64, True, None, OK),
+    ("Hyper-V TSC_EMULATION_STATUS: the guest may only write 0", sc(runtime=HV),
+     "HV_X64_MSR_TSC_EMULATION_STATUS", W, 1, False, None, ERR),
+    ("Hyper-V TSC_INVARIANT_CONTROL: the guest cannot turn it off", sc(runtime=HV),
+     "HV_X64_MSR_TSC_INVARIANT_CONTROL", W, 0, False, 1, ERR),
+    ("Hyper-V SYNDBG_CONTROL: userspace reads it", sc(runtime=HV), "HV_X64_MSR_SYNDBG_CONTROL",
+     R, 0, True, None, OK),
+    ("Hyper-V SYNDBG_CONTROL: userspace writes it", sc(runtime=HV), "HV_X64_MSR_SYNDBG_CONTROL",
+     W, 1, True, None, OK),
+    ("MCG_STATUS stores any value", sc(), "IA32_MCG_STATUS", W, 5, False, None, OK),
+    ("MCG_CTL takes all ones with MCG_CTL_P", sc(runtime=RT_CMCI), "IA32_MCG_CTL", W, U64, False,
+     None, OK),
+    ("MTRRFIX64K takes valid types", sc(), "IA32_MTRRFIX64K_00000", W, 0x0606060606060606, False,
+     None, OK),
+    ("MTRR_DEF_TYPE refuses type 2", sc(), "IA32_MTRR_DEF_TYPE", W, 2, False, None, ERR),
+    ("VM_CR takes its valid bits", sc("amd-zen5"), "VM_CR", W, 1 << 3, False, None, OK),
+    ("DE_CFG takes LFENCE_SERIALIZE with host LFENCE_RDTSC", sc("amd-zen5"), "AMD64_DE_CFG", W,
+     2, False, None, OK),
+    ("PAT refuses type 2 in entry 7", sc(), "IA32_PAT", W, 2 << 56, False, None, ERR),
+]
+
+
+@pytest.mark.parametrize(("s", "msr", "access", "value", "by_host", "current", "expected"),
+                         [c[1:] for c in MORE], ids=[c[0] for c in MORE])
+def test_kvm_answers_more(s: Scenario, msr: str | int, access: Access, value: int,
+                          by_host: bool, current: int | None, expected: KvmRet) -> None:
+    d = acc(s, msr, access, value, by_host=by_host, current=current)
+    assert d.kvm_ret is expected, d.reasons
+
+
+@pytest.mark.parametrize(("s", "msr", "value", "missing"), [
+    (sc(), "KVM_PV_EOI_EN", 0x1001, "guest memory"),
+    (sc(), "KVM_ASYNC_PF_EN", 0x1001, "guest memory"),
+    (sc(runtime=HV), "HV_X64_MSR_HYPERCALL", 0x1001, "guest memory"),
+    (sc(runtime=HV), "HV_X64_MSR_VP_ASSIST_PAGE", 0x1001, "guest memory"),
+    (sc(runtime=replace(HV, hyperv_synic=True)), "HV_X64_MSR_SINT0", 0x10, "SynIC"),
+    (sc("amd-zen5"), "VM_CR", 1 << 4, "EFER.SVME"),
+    (sc(), "IA32_PMC0", 1 << 40, "bit width"),
+    (LBR_GUEST, "IA32_DEBUGCTL", 1, "LBR"),
+    (sc(runtime=RT_RAN), "IA32_VMX_BASIC", 0, "current value"),
+    (sc(), "IA32_XFD", 1 << 18, "xfeatures"),
+], ids=["PV_EOI enabled", "ASYNC_PF enabled", "a Hyper-V hypercall page", "a VP assist page",
+        "an active SynIC", "VM_CR.SVMDIS", "a full-width counter beyond 32 bits",
+        "DEBUGCTL.LBR on VMX", "a VMX capability after KVM_RUN", "XFD of AMX tile data"])
+def test_what_the_model_does_not_know_is_said(s: Scenario, msr: str, value: int,
+                                              missing: str) -> None:
+    d = acc(s, msr, W, value, by_host=msr == "IA32_VMX_BASIC")
+    assert not d.exact and missing in d.missing
+
+
+def test_a_guest_with_lbrs_makes_unknown_indices_inexact_on_vmx() -> None:
+    d = acc(LBR_GUEST, 0x680, R)  # an LBR record MSR of some Intel models
+    assert d.kvm_ret is UNSUP and not d.exact and "LBR" in d.missing

@@ -671,8 +671,10 @@ def _check_feat_ctl(a: Access1) -> Emulation | None:
 
 
 def _check_debugctl_vmx(a: Access1) -> Emulation | None:
-    """vmx_is_valid_debugctl / vmx_get_supported_debugctl: BTF and LBR are dropped when
-    unsupported; bus-lock detect and RTM debug need host (and, for the guest, guest) CPUID."""
+    """vmx_is_valid_debugctl / vmx_get_supported_debugctl: bus-lock detect and RTM debug need
+    the host (and, for the guest, its CPUID); LBR and FREEZE_LBRS_ON_PMI need an LBR format
+    in kvm_caps.supported_perf_cap (and, for the guest, LBR virtualization); an unsupported
+    BTF or LBR is dropped, any other unsupported bit fails."""
     s, value = a.s, a.value
     host = s.host.features
     caps = host if a.host else s.guest_caps
@@ -681,14 +683,16 @@ def _check_debugctl_vmx(a: Access1) -> Emulation | None:
         supported |= 1 << 2
     if F.RTM in host and F.RTM in caps:
         supported |= 1 << 15
-    lbr = (1 << 0) | (1 << 11)
+    lbr = (1 << 0) | (1 << 11)  # DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI
+    perf_cap = s.host.feature_msr(index_of("IA32_PERF_CAPABILITIES"))
+    if value & lbr and (perf_cap is None or perf_cap & 0x3F):
+        # intel_pmu_lbr_is_enabled also needs a guest CPUID model consistent with the host's.
+        return _ok("emulated", missing="whether the vCPU has LBR virtualization (the"
+                   " host's LBR format and the guest's CPUID model)", changes=True)
     invalid = value & ~supported & ~0x3  # BTF (1) and LBR (0) are dropped, never refused
-    if invalid & ~lbr:
-        return _err("ERR: DEBUGCTL bits {0:#x} are not supported", invalid & ~lbr)
-    if invalid & lbr:
-        return _ok("emulated", missing="whether the vCPU has LBR virtualization (perf"
-                   " capabilities LBR format)", changes=True)
-    return _kept(value & (supported | lbr))
+    if invalid:
+        return _err("ERR: DEBUGCTL bits {0:#x} are not supported", invalid)
+    return _kept(value & supported)
 
 
 def _check_debugctl_svm(a: Access1) -> Emulation | None:
