@@ -184,6 +184,7 @@ class Cond(StrEnum):
     TSX_CTRL = "ARCH_CAPABILITIES.TSX_CTRL_MSR"  # vcpu->arch.arch_capabilities bit 7
     LMCE = "FEAT_CTL.LMCE_ENABLED"  # vmx->msr_ia32_feature_control (0 at reset)
     INTEL_HOST = "Intel host"  # PVM handles FEAT_CTL only on Intel hosts (is_intel)
+    PLATFORM_INFO_READ = "KVM_CAP_MSR_PLATFORM_INFO"  # guest_can_read_msr_platform_info
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -967,7 +968,9 @@ MSRS: tuple[Msr, ...] = tuple(sorted((
         source=f"{_COMMON} 2a PERF_CAPABILITIES",
         note="reads kvm_caps.supported_perf_cap (the value KVM reports as a feature MSR)"),
     Msr(index=0xCE, name="MSR_PLATFORM_INFO", family=Family.FEATURE, aliases=("PLATFORM_INFO",),
-        gates=(Gate(need=NEVER, access=Access.W, host=False, error=KvmRet.ERR),),
+        gates=(Gate(need=NEVER, access=Access.W, host=False, error=KvmRet.ERR),
+               Gate(cond=Cond.PLATFORM_INFO_READ, access=Access.R, host=False,
+                    error=KvmRet.ERR)),
         reset=0x80000000, listed=LISTED, feature=LISTED,
         kernel=(X86_BOTH, X86_FEATURES, X86_RESET),
         source=f"{_COMMON} 2a PLATFORM_INFO",

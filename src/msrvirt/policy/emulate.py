@@ -253,6 +253,8 @@ def cond_holds(cond: Cond, s: Scenario) -> bool | None:
         return bool(s.runtime.feat_ctl & (1 << 20))
     if cond is Cond.INTEL_HOST:
         return s.host.vendor is Vendor.INTEL
+    if cond is Cond.PLATFORM_INFO_READ:
+        return not s.runtime.platform_info_hidden
     raise AssertionError(cond)
 
 
@@ -1083,6 +1085,10 @@ def _hyperv(a: Access1) -> Emulation:
     s, check, value, host = a.s, a.rule_check, a.value, a.host
     if not host and not s.runtime.hyperv:
         return _err("ERR: the guest CPUID has no Hyper-V interface (hyperv_enabled)")
+    if not host and s.runtime.hyperv_enforce_cpuid and check is not Check.HV_UNKNOWN:
+        # hv_check_msr_access: each MSR then needs its bit in the guest's Hyper-V CPUID.
+        return _ok("emulated", missing="the guest's Hyper-V feature CPUID"
+                   " (KVM_CAP_HYPERV_ENFORCE_CPUID)", changes=a.write)
     if check is Check.HV_UNKNOWN:
         return _err("ERR: Hyper-V MSR {0:#x} is not implemented (returns 1)", a.msr)
     if check is Check.HV_STORED:

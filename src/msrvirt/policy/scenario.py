@@ -40,6 +40,8 @@ class Runtime:
     enforce_pv_cpuid: bool = False  # KVM_CAP_ENFORCE_PV_FEATURE_CPUID enabled
     hyperv: bool = False  # guest CPUID 0x40000001 is "Hv#1" (vcpu->arch.hyperv_enabled)
     hyperv_synic: bool = False  # KVM_CAP_HYPERV_SYNIC(2) enabled (SynIC active)
+    hyperv_enforce_cpuid: bool = False  # KVM_CAP_HYPERV_ENFORCE_CPUID enabled
+    platform_info_hidden: bool = False  # KVM_CAP_MSR_PLATFORM_INFO disabled (args[0] = 0)
     vcpu_has_run: bool = False  # KVM_RUN happened: feature MSRs are immutable to userspace
     mcstatuswren: bool = False  # K7_HWCR bit 18 (McStatusWrEn) set by the guest
     mcg_cap: int = KVM_MAX_MCE_BANKS  # IA32_MCG_CAP: KVM_X86_SETUP_MCE, else 32 banks
