@@ -120,6 +120,7 @@ class Decision(NamedTuple):
 _R = Access.R
 _W = Access.W
 _HOST = Initiator.HOST
+_GUEST = Initiator.GUEST
 _OK = KvmRet.OK
 _UNSUP = KvmRet.UNSUPPORTED
 _FILTERED = KvmRet.FILTERED
@@ -128,6 +129,8 @@ _EMULATED = Outcome.EMULATED
 _GP = Outcome.GP
 _EXIT = Outcome.EXIT
 _REJECTED = Outcome.REJECTED
+# tuple.__new__ builds a NamedTuple without its Python-level __new__ (every field given).
+_new = tuple.__new__
 
 
 def _listed(s: Scenario, row: Msr, listed: Listed) -> bool:
@@ -209,8 +212,8 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
     steps.append(emu.why)
     cause = (_cause_text, (scenario, ints, req, emu.why))
     if emu.ret is _OK:
-        return Decision(_EMULATED, None, None, True, _OK, emu.value, emu.missing, tuple(steps),
-                        cause, emu.stored, emu.changes)
+        return _new(Decision, (_EMULATED, None, None, True, _OK, emu.value, emu.missing,
+                               tuple(steps), cause, emu.stored, emu.changes))
     if emu.ret is _UNSUP and scenario.ignore_msrs:
         steps.append(("kvm.ignore_msrs=1: the access is ignored (reads return 0)", ()))
         return Decision(_EMULATED, None, None, True, _OK, 0 if req.access is _R else None,
@@ -235,7 +238,8 @@ def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts,
     elif row is None:
         missing = "the CPU's handling of an MSR KVM does not know"
     cause: Why = ("{0.id}: {0.pass_when}", (rule[0],)) if rule is not None else first
-    return Decision(_PASSTHROUGH, None, None, False, None, None, missing, steps, cause)
+    return _new(Decision, (_PASSTHROUGH, None, None, False, None, None, missing, steps, cause,
+                           None, False))
 
 
 def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, missing: str,
@@ -244,9 +248,11 @@ def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, missing: str,
     if int(reason) & int(scenario.exits):
         steps.append(("exit reason {0.name} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
                       " exits to userspace", (reason,)))
-        return Decision(_EXIT, reason, reason, True, ret, None, missing, tuple(steps), cause)
+        return _new(Decision, (_EXIT, reason, reason, True, ret, None, missing, tuple(steps),
+                               cause, None, False))
     steps.append(("exit reason {0.name} is not enabled: KVM injects #GP(0)", (reason,)))
-    return Decision(_GP, None, reason, True, ret, None, missing, tuple(steps), cause)
+    return _new(Decision, (_GP, None, reason, True, ret, None, missing, tuple(steps), cause,
+                           None, False))
 
 
 def _decide_host(scenario: Scenario, req: MsrAccess, row: Msr | None) -> Decision:
@@ -339,6 +345,6 @@ def explain_msr(scenario: Scenario, index: int,
     if not 0 <= index <= 0xFFFF_FFFF:
         raise UsageError(f"an MSR index must be a u32, not {index:#x}")
     return (
-        _decide(scenario, MsrAccess(index, _R), ints, row),
-        _decide(scenario, MsrAccess(index, _W, value), ints, row),
+        _decide(scenario, _new(MsrAccess, (index, _R, 0, _GUEST, None)), ints, row),
+        _decide(scenario, _new(MsrAccess, (index, _W, value, _GUEST, None)), ints, row),
     )

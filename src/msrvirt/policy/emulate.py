@@ -143,24 +143,27 @@ def canonicalize(value: int, bits: int) -> int:
 
 
 _WHY_STORED: Why = ("emulated: stored", ())
+# tuple.__new__ builds a NamedTuple without its Python-level __new__ (every field given):
+# results are built once per access, on the hot path of every sweep.
+_new = tuple.__new__
 
 
 def _kept(value: int) -> Emulation:
     """A successful write that KVM keeps as ``value`` (the common case, built directly)."""
-    return Emulation(_OK, None, "", _WHY_STORED, value, True)
+    return _new(Emulation, (_OK, None, "", _WHY_STORED, value, True))
 
 
 def _ok(why: str, *args: object, value: int | None = None, missing: str = "",
         stored: int | None = None, changes: bool = False) -> Emulation:
-    return Emulation(_OK, value, missing, (why, args), stored, changes)
+    return _new(Emulation, (_OK, value, missing, (why, args), stored, changes))
 
 
 def _err(why: str, *args: object, missing: str = "") -> Emulation:
-    return Emulation(_ERR, None, missing, (why, args))
+    return _new(Emulation, (_ERR, None, missing, (why, args), None, False))
 
 
 def _unsup(why: str, *args: object, missing: str = "") -> Emulation:
-    return Emulation(_UNSUP, None, missing, (why, args))
+    return _new(Emulation, (_UNSUP, None, missing, (why, args), None, False))
 
 
 def _current(a: Access1) -> int | None:
@@ -290,7 +293,8 @@ def _check_gates(s: Scenario, v: View, host: bool, direction: int) -> Emulation 
             error = gate.error
             if error is not _OK and v.gate_unsupported:
                 error = _UNSUP
-            return Emulation(error, None, missing, (_gate_text, (gate, caps)))
+            return _new(Emulation, (error, None, missing, (_gate_text, (gate, caps)), None,
+                                    False))
     return missing or None
 
 
@@ -302,7 +306,8 @@ _WHY_VALUE: Why = ("emulated: stored value", ())
 def _stored(a: Access1) -> Emulation:
     """A value KVM keeps: reads return it, writes pass the row's value checks."""
     if not a.write:
-        return Emulation(_OK, a.current if a.current is not None else a.reset, "", _WHY_VALUE)
+        return _new(Emulation, (_OK, a.current if a.current is not None else a.reset, "",
+                                _WHY_VALUE, None, False))
     if not a.v.no_value_check:
         found = _check(a)
         if found is not None:
@@ -1225,7 +1230,8 @@ def unknown(s: Scenario, msr: int) -> Emulation:
     if s.host.backend is Backend.VMX and F.PDCM in s.guest_caps and (
             perf_cap is None or perf_cap & 0x3F):
         missing = "the host's LBR record MSRs (valid when the guest has LBR virtualization)"
-    return Emulation(_UNSUP, None, missing, (_UNKNOWN_TEXT, (msr, s.host.backend.value)))
+    return _new(Emulation, (_UNSUP, None, missing, (_UNKNOWN_TEXT, (msr, s.host.backend.value)),
+                            None, False))
 
 
 def _owners_text(row: Msr) -> str:
@@ -1245,7 +1251,7 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
     v = _VIEWS.get((msr, s.backend)) or view(row, s.backend)
     if not v.handled:
         if not row.precheck:
-            return Emulation(_UNSUP, None, "", (_owners_text, (row,)))
+            return _new(Emulation, (_UNSUP, None, "", (_owners_text, (row,)), None, False))
         # __kvm_set_msr / __kvm_get_msr check first; then the vendor code does not know it.
         gated = _check_gates(s, v, host, 2 if write else 1)
         if isinstance(gated, Emulation):
@@ -1267,8 +1273,8 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
                        s.host.backend.value)
         return _ok("emulated", missing="the backend's value checks (quirk: only a write of 0"
                    " was observed)")
-    emu = _HANDLERS[v.emul](Access1(s, msr, write, host, value, current, row, v, v.write.check,
-                                    v.reset))
+    emu = _HANDLERS[v.emul](_new(Access1, (s, msr, write, host, value, current, row, v,
+                                           v.write.check, v.reset)))
     if missing and not emu.missing:
         emu = emu._replace(missing=missing)
     return emu
