@@ -700,3 +700,9 @@ def test_what_the_model_does_not_know_is_said(s: Scenario, msr: str, value: int,
 def test_a_guest_with_lbrs_makes_unknown_indices_inexact_on_vmx() -> None:
     d = acc(LBR_GUEST, 0x680, R)  # an LBR record MSR of some Intel models
     assert d.kvm_ret is UNSUP and not d.exact and "LBR" in d.missing
+
+
+def test_an_sev_es_guest_is_not_exact_past_the_intercept() -> None:
+    # svm.c sev_es_prevent_msr_access depends on the VMSA's protected state.
+    d = acc(sc("amd-zen5", runtime=Runtime(sev_es=True)), "IA32_TSC", W, 5)
+    assert not d.exact and "SEV-ES" in d.missing

@@ -1275,6 +1275,10 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
                    " was observed)")
     emu = _HANDLERS[v.emul](_new(Access1, (s, msr, write, host, value, current, row, v,
                                            v.write.check, v.reset)))
+    if s.runtime.sev_es and s.backend is Backend.SVM and not emu.missing:
+        # sev_es_prevent_msr_access: with protected state, an MSR whose writes are not
+        # intercepted reads 0 and drops writes (or -EINVAL); the VMSA state is not modelled.
+        emu = emu._replace(missing="SEV-ES protected guest state (sev_es_prevent_msr_access)")
     if missing and not emu.missing:
         emu = emu._replace(missing=missing)
     return emu
