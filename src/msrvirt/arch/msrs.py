@@ -253,6 +253,11 @@ class WriteRule:
     unmodelled: int = 0
     missing: str = ""
 
+    @property
+    def exact(self) -> bool:
+        """Every value's fate is modelled (no ``unmodelled`` bits)."""
+        return not self.unmodelled
+
 
 ANY_VALUE = WriteRule()
 CANONICAL = WriteRule(canonical=True)

@@ -25,6 +25,7 @@ from msrvirt.policy.emulate import (
     hardware_problem,
     render,
     reset_value,
+    value_problem,
     view,
 )
 from msrvirt.policy.filter import MsrFilter
@@ -33,7 +34,7 @@ from msrvirt.policy.policies import Rule
 from msrvirt.policy.scenario import Scenario
 
 __all__ = ["Decision", "Initiator", "MsrAccess", "Outcome", "advertised",
-           "check_access", "decide", "explain_msr", "render", "reset_value"]
+           "check_access", "decide", "explain_msr", "render", "reset_value", "value_problem"]
 
 
 class Outcome(StrEnum):

@@ -205,7 +205,13 @@ def _pat_problem(value: int) -> str | None:
     return f"PAT entry {bad[0]} is not a valid memory type" if bad else None
 
 
-def value_problem(rule: WriteRule, value: int, s: Scenario, *, hardware: bool) -> str | None:
+def value_problem(row: Msr, value: int, s: Scenario, *, hardware: bool) -> str | None:
+    """Why KVM (``hardware`` False) or the CPU (True) refuses writing ``value`` to ``row`` by
+    its write rule's fixed checks (`rule_problem`).  None if accepted."""
+    return rule_problem(row.write, value, s, hardware=hardware)
+
+
+def rule_problem(rule: WriteRule, value: int, s: Scenario, *, hardware: bool) -> str | None:
     """Why KVM (``hardware`` False) or the CPU (True) refuses ``value`` by a write rule's fixed
     checks: canonical, reserved bits, CET, PAT, MTRRdefType.  None if accepted.
 
@@ -324,7 +330,7 @@ def _read_zero(a: Access1) -> Emulation:
 def _ignored(a: Access1) -> Emulation:
     if not a.write:
         return _ok("emulated: reads {0}", "0" if not a.reset else f"{a.reset:#x}", value=a.reset)
-    problem = value_problem(a.v.write, a.value, a.s, hardware=False)
+    problem = rule_problem(a.v.write, a.value, a.s, hardware=False)
     if problem is not None:
         return _err("ERR: invalid value, {0}", problem)
     return _ok("emulated: KVM accepts and drops the write")
@@ -416,7 +422,7 @@ def _check(a: Access1) -> Emulation | None:
     """The row's value rules for a write: None if accepted (and nothing unknown)."""
     rule, value = a.v.write, a.value
     if value and (rule.canonical or rule.reserved or rule.check in _FIXED_CHECKS):
-        problem = value_problem(rule, value, a.s, hardware=False)
+        problem = rule_problem(rule, value, a.s, hardware=False)
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
     handler = _CHECKS.get(a.rule_check)
@@ -851,7 +857,7 @@ def _mtrr(a: Access1) -> Emulation:
         return _ok("emulated: MTRR value", value=_current(a))
     value, check = a.value, a.rule_check
     if check is Check.MTRR_DEF_TYPE:
-        problem = value_problem(a.v.write, value, a.s, hardware=False)
+        problem = rule_problem(a.v.write, value, a.s, hardware=False)
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
     elif check is Check.MTRR_FIXED:
@@ -1256,7 +1262,7 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
         gated = _check_gates(s, v, host, 2 if write else 1)
         if isinstance(gated, Emulation):
             return gated
-        problem = value_problem(v.write, value, s, hardware=False) if write else None
+        problem = rule_problem(v.write, value, s, hardware=False) if write else None
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
         return Emulation(_UNSUP, None, gated or "", (_owners_text, (row,)))
@@ -1318,7 +1324,7 @@ def hardware_problem(row: Msr | None, value: int, s: Scenario) -> tuple[str | No
             return f"{value:#x} is not canonical (Intel WRMSR of SYSENTER_ESP/EIP)", ""
         return None, ""
     rule = row.write
-    problem = value_problem(rule, value, s, hardware=True)
+    problem = rule_problem(rule, value, s, hardware=True)
     missing = rule.missing if value & rule.unmodelled else ""
     if problem is None and rule.check not in (Check.NONE, Check.CET, Check.PAT,
                                               Check.MTRR_DEF_TYPE) and value:
