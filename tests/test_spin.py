@@ -130,6 +130,7 @@ State-vector 60 byte, depth reached 28, errors: 2
           644421 nominal states (stored-atomic)
   5361297 states, matched
   6005718 transitions (= stored+matched)
+   70.796	actual memory usage for states
 pan: elapsed time 2.33 seconds
 """
 
@@ -140,6 +141,7 @@ def test_pans_report_is_read_with_each_errors_invariant_and_trail() -> None:
     assert report.depth == 28 and not report.truncated
     assert report.errors == ((2, "model.pml1.trail"), (0, "model.pml2.trail"))
     assert report.seconds == 2.33
+    assert report.state_bytes == pytest.approx(70.796 * 2**20 / 644_421)
     assert parse_pan(PAN_OUTPUT + "error: max search depth too small\n").truncated
 
 

@@ -188,6 +188,7 @@ class PanReport:
     truncated: bool  # the depth bound (-m) cut the search
     errors: tuple[tuple[int, str], ...]  # (invariant index, trail file), in pan's order
     seconds: float
+    state_bytes: float  # "actual memory usage for states" per stored state
 
 
 def _count(text: str, pattern: str) -> int:
@@ -210,8 +211,10 @@ def parse_pan(text: str) -> PanReport:
             errors.append((pending, wrote.group(1)))
             pending = None
     elapsed = re.search(r"pan: elapsed time ([\d.e+]+) seconds", text)
+    memory = re.search(r"^\s*([\d.]+)\s+actual memory usage for states", text, re.MULTILINE)
+    stored = _count(text, r"^\s*(\d+) states, stored")
     return PanReport(
-        stored=_count(text, r"^\s*(\d+) states, stored"),
+        stored=stored, state_bytes=float(memory.group(1)) * 2**20 / stored if memory else 0.0,
         transitions=_count(text, r"^\s*(\d+) transitions \(= stored\+matched\)"),
         depth=_count(text, r"depth reached (\d+)"),
         truncated="max search depth too small" in text,

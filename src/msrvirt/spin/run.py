@@ -32,7 +32,7 @@ from msrvirt.check.invariants import INVARIANTS, Invariant
 from msrvirt.check.parallel import CheckJob, DesignProgress, default_processes
 from msrvirt.check.promela import PanReport, parse_pan, promela, result
 from msrvirt.errors import MsrvirtError, UsageError
-from msrvirt.machine.model import Machine
+from msrvirt.machine.model import machine
 
 CFLAGS = ("-O2", "-DBFS", "-DSAFETY", "-DNOCLAIM", "-DNOREDUCE")
 PAN_FLAGS = ("-c0", "-e", "-E", "-n")  # go on after errors, a trail each, no end states
@@ -113,8 +113,8 @@ def check_with_spin(job: CheckJob, *, tools: Tools | None = None,
     """Check one design with SPIN (``progress(states, depth)`` while pan runs)."""
     tools = tools or find_tools()
     start = time.perf_counter()
-    machine = Machine(job.design, job.bounds)
-    model = promela(machine, invariants)
+    m = machine(job.design, job.bounds)
+    model = promela(m, invariants)
     generated = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="msrvirt-spin-") as tmp:
         (Path(tmp) / "model.pml").write_text(model.text)
@@ -127,8 +127,8 @@ def check_with_spin(job: CheckJob, *, tools: Tools | None = None,
         trails = [_run(["./pan", "-S", "-A", "-r", trail], tmp, f"replaying {trail}")
                   for _, trail in report.errors]
     seconds = time.perf_counter() - start
-    res = result(machine, report, trails, seconds, invariants)
-    return SpinRun(check=DesignCheck(design=job.design, machine=machine, result=res), pan=report,
+    res = result(m, report, trails, seconds, invariants)
+    return SpinRun(check=DesignCheck(design=job.design, bounds=job.bounds, result=res), pan=report,
                    generate_seconds=generated - start, compile_seconds=compiled - generated,
                    pan_seconds=report.seconds, seconds=seconds)
 
