@@ -22,14 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
-
-
-class Sizes(Protocol):
-    """What a declaration's size depends on (the model's bounds); per-CPU groups need cpus."""
-
-    @property
-    def cpus(self) -> int: ...
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,14 +55,15 @@ class Group(Enum):
 class Field:
     """A declared field: one variable, or a family of variables over ``keys`` and/or CPUs.
 
-    ``name`` may contain ``{key}`` (the key's label); per-CPU variables are named
-    ``cpu<N> <name>``.  ``initial`` is a value, or a function of (cpu, key) for families.
+    ``name`` may contain ``{key}`` (the key's ``label``, or an enum member's name); per-CPU
+    variables are named ``cpu<N> <name>``.  ``initial`` is a value, or a function of
+    (cpu, key) for families.
     """
 
     name: str
     domain: Domain
     group: Group = Group.MACHINE
-    keys: tuple[Any, ...] = ()  # e.g. the modelled MSRs; each key needs a ``label``
+    keys: tuple[Any, ...] = ()  # e.g. the modelled MSRs
     initial: int | Callable[[int | None, Any], int]
     doc: str
 
@@ -123,7 +117,9 @@ class Var(Expr):
 
     @property
     def name(self) -> str:
-        base = self.field.name.format(key=getattr(self.key, "label", self.key))
+        key = self.key
+        label = getattr(key, "label", key.name if isinstance(key, Enum) else key)
+        base = self.field.name.format(key=label)
         return base if self.cpu is None else f"cpu{self.cpu} {base}"
 
     @property
@@ -146,7 +142,6 @@ class Op(Enum):
 
     EQ = "=="
     NE = "!="
-    LT = "<"
     GE = ">="
     ADD = "+"
 
@@ -397,10 +392,6 @@ def walk(stmts: Iterable[Stmt]) -> Iterable[Stmt]:
 
 def writes(stmts: Iterable[Stmt]) -> set[Var]:
     return {s.target for s in walk(stmts) if isinstance(s, Assign)}
-
-
-def observations(stmts: Iterable[Stmt]) -> list[Observe]:
-    return [s for s in walk(stmts) if isinstance(s, Observe)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
