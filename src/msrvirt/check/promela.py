@@ -29,22 +29,7 @@ from msrvirt.check.explore import Counterexample, Result, judged_program, violat
 from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.machine.designs import Verdict
 from msrvirt.machine.model import Machine
-from msrvirt.machine.spec import (
-    AllOf,
-    AnyOf,
-    Assign,
-    Binary,
-    Cond,
-    Const,
-    Expr,
-    HasBits,
-    If,
-    Not,
-    Observe,
-    Require,
-    Stmt,
-    Var,
-)
+from msrvirt.machine.spec import Assign, Expr, If, Observe, Require, Stmt, Syntax, Var, render
 
 EVENT_MARK = "MSRVIRT-EVENT"
 INVARIANT_MARK = "MSRVIRT-INVARIANT"
@@ -72,25 +57,14 @@ def _type(values: Sequence[int]) -> str:
     return "int"
 
 
+_PROMELA = Syntax(var=_name, conjunction=" && ", disjunction=" || ", true="1", false="0",
+                  negation="!{}", conditional="({test} -> {then} : {orelse})",
+                  has_bits="(({value} & {mask}) != 0)")
+
+
 def expr(e: Expr) -> str:
     """``e`` in Promela."""
-    if isinstance(e, Var):
-        return _name(e)
-    if isinstance(e, Const):
-        return str(e.value)
-    if isinstance(e, Binary):
-        return f"({expr(e.left)} {e.op.value} {expr(e.right)})"
-    if isinstance(e, AllOf):
-        return "(" + " && ".join(expr(t) for t in e.terms) + ")" if e.terms else "1"
-    if isinstance(e, AnyOf):
-        return "(" + " || ".join(expr(t) for t in e.terms) + ")" if e.terms else "0"
-    if isinstance(e, Not):
-        return f"!{expr(e.term)}"
-    if isinstance(e, Cond):
-        return f"({expr(e.test)} -> {expr(e.then)} : {expr(e.orelse)})"
-    if isinstance(e, HasBits):
-        return f"(({expr(e.value)} & {e.mask}) != 0)"
-    raise TypeError(f"not an expression: {e!r}")
+    return render(e, _PROMELA)
 
 
 class _Writer:

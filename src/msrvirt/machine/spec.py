@@ -357,6 +357,46 @@ class Require:
     says: Message
 
 
+# -- rendering ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Syntax:
+    """How a target language spells expressions: Python (the compiler), Promela (SPIN)."""
+
+    var: Callable[[Var], str]
+    conjunction: str  # " and "
+    disjunction: str  # " or "
+    true: str
+    false: str
+    negation: str  # "(not {})"
+    conditional: str  # "({then} if {test} else {orelse})"
+    has_bits: str  # "({value} & {mask} != 0)"
+
+
+def render(e: Expr, syntax: Syntax) -> str:
+    """``e`` in the target language of ``syntax``, fully parenthesised."""
+    if isinstance(e, Var):
+        return syntax.var(e)
+    if isinstance(e, Const):
+        return str(e.value)
+    if isinstance(e, Binary):
+        return f"({render(e.left, syntax)} {e.op.value} {render(e.right, syntax)})"
+    if isinstance(e, AllOf | AnyOf):
+        if not e.terms:
+            return syntax.true if isinstance(e, AllOf) else syntax.false
+        joint = syntax.conjunction if isinstance(e, AllOf) else syntax.disjunction
+        return "(" + joint.join(render(t, syntax) for t in e.terms) + ")"
+    if isinstance(e, Not):
+        return syntax.negation.format(render(e.term, syntax))
+    if isinstance(e, Cond):
+        return syntax.conditional.format(test=render(e.test, syntax), then=render(e.then, syntax),
+                                         orelse=render(e.orelse, syntax))
+    if isinstance(e, HasBits):
+        return syntax.has_bits.format(value=render(e.value, syntax), mask=e.mask)
+    raise TypeError(f"not an expression: {e!r}")
+
+
 # -- analysis ------------------------------------------------------------------------------------
 
 
