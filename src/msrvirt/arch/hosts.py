@@ -15,6 +15,7 @@ from typing import Any
 
 from msrvirt.arch.cpuid import CPUID_BITS, IMPLIES, Feature, feature
 from msrvirt.arch.kvm import Backend, Vendor
+from msrvirt.dataio import parse_int
 from msrvirt.errors import UnknownNameError, UsageError
 
 F = Feature
@@ -98,10 +99,7 @@ class HostProfile:
         if msr_list is not None:
             if not isinstance(msr_list, list):
                 raise UsageError(f"host msr_index_list must be a list, not {msr_list!r}")
-            try:
-                indices = frozenset(int(str(x), 0) for x in msr_list)
-            except ValueError as err:
-                raise UsageError(f"host msr_index_list entries must be integers: {err}") from None
+            indices = frozenset(parse_int(x, "host msr_index_list entry", bits=32) for x in msr_list)
         caps = obj.get("hw_caps", [])
         if not isinstance(caps, list):
             raise UsageError(f"host hw_caps must be a list, not {caps!r}")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from dataclasses import replace
 from typing import Any
 
+from msrvirt.api import bitmap as scenario_bitmap
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
+from msrvirt.cli import OutputPath
 from msrvirt.cli.options import (
+    add_diff_option,
     add_scenario_options,
+    diff_scenario,
     print_json,
     scenario_from_args,
-    write_atomically,
 )
 from msrvirt.errors import UsageError
-from msrvirt.policy.intercepts import check_backend, compute_intercepts
-from msrvirt.policy.policies import policy
+from msrvirt.output import write_output
 from msrvirt.report.jsonout import diff_json, scenario_json
 from msrvirt.report.tables import console, diff_table, scenario_line
 
@@ -26,28 +27,26 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bitmap", help="the exact MSR bitmap page of a scenario",
                        description=__doc__)
     add_scenario_options(p)
-    p.add_argument("--out", metavar="FILE",
-                   help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE")
-    p.add_argument("--diff", metavar="POLICY", help="list what POLICY changes in the page")
+    p.add_argument("--out", metavar="FILE", type=OutputPath,
+                   help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE ('-': stdout)")
+    add_diff_option(p, "the page")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
-    bitmap = compute_intercepts(s).bitmap
-    if bitmap is None:
-        raise UsageError(f"host {s.host.name} ({s.host.backend.value}) has no MSR bitmap:"
-                         " every guest MSR access exits")
+    bitmap = scenario_bitmap(s)
     diff = None
     if args.diff:
-        other = replace(s, policy=policy(args.diff))
-        check_backend(other.policy, s.host.backend)
-        other_bitmap = compute_intercepts(other).bitmap
-        assert other_bitmap is not None
+        label, other = diff_scenario(args, s)
+        other_bitmap = scenario_bitmap(other)
+        if other_bitmap.KIND != bitmap.KIND:
+            raise UsageError(f"--diff must compare pages of one kind, not a {bitmap.KIND} with"
+                             f" a {other_bitmap.KIND}")
         diff = bitmap.diff(other_bitmap)
     if args.out:
-        write_atomically(args.out, bitmap.to_bytes())
+        write_output(args.out, bitmap.to_bytes())
     clear = bitmap.passthrough()
     by_msr: dict[int, Access] = {}
     for msr, access in clear:
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             ],
         }
         if diff is not None:
-            obj["diff"] = {"policy": args.diff, "rows": [diff_json(r) for r in diff]}
+            obj["diff"] = {"against": label, "rows": [diff_json(r) for r in diff]}
         if args.out:
             obj["out"] = args.out
         print_json(obj)
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     for m, a in sorted(by_msr.items()):
         out.print(f"  {m:#010x}  {display_name(m):<24} {a.label}")
     if diff is not None:
-        out.print(diff_table(f"{s.policy.name} -> {args.diff}: {len(diff)} bit(s) differ", diff))
+        out.print(diff_table(f"{label}: {len(diff)} bit(s) differ", diff))
     if args.out:
         out.print(f"wrote {bitmap.SIZE} bytes to {args.out}")
     return 0

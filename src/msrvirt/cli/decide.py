@@ -7,18 +7,21 @@ from typing import Any
 
 from rich.text import Text
 
+from msrvirt.api import access
 from msrvirt.arch.kvm import Access
-from msrvirt.arch.msrs import display_name, resolve_index
+from msrvirt.arch.msrs import display_name
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
 from msrvirt.errors import UsageError
-from msrvirt.policy.decide import Initiator, MsrAccess, decide
+from msrvirt.policy.decide import Initiator, decide
 from msrvirt.report.jsonout import decision_json, scenario_json
 from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("decide", help="the outcome of one RDMSR/WRMSR", description=__doc__)
-    p.add_argument("--msr", required=True, metavar="NAME|INDEX")
+    p.add_argument("--msr", required=True, metavar="NAME|INDEX",
+                   help="the MSR: a name, an index, or a pattern such as 'IA32_FRED_RSP?' that"
+                   " matches one MSR")
     rw = p.add_mutually_exclusive_group(required=True)
     rw.add_argument("--read", action="store_true", help="RDMSR / KVM_GET_MSRS")
     rw.add_argument("--write", metavar="VALUE", help="WRMSR / KVM_SET_MSRS of VALUE")
@@ -43,13 +46,9 @@ def parse_value(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
-    index = resolve_index(args.msr)
-    req = MsrAccess(
-        msr=index,
-        access=Access.R if args.read else Access.W,
-        value=0 if args.read else parse_value(args.write),
-        initiator=Initiator.HOST if args.host_initiated else Initiator.GUEST,
-    )
+    req = access(args.msr, write=None if args.read else parse_value(args.write),
+                 host_initiated=args.host_initiated)
+    index = req.msr
     d = decide(s, req)
     if args.json:
         print_json({

@@ -114,18 +114,19 @@ class Fingerprint:
         return cls(
             cpu_model=str(obj["cpu_model"]),
             kernel_release=str(obj["kernel_release"]),
-            kvm_api_version=parse_int(obj["kvm_api_version"], "kvm_api_version"),
+            kvm_api_version=parse_int(obj["kvm_api_version"], "kvm_api_version", bits=32),
             kvm_modules=tuple(str(m) for m in _list(obj["kvm_modules"], "kvm_modules")),
             backend=None if backend is None else Backend(backend),
             module_params=tuple(sorted((str(k), str(v)) for k, v in params.items())),
             cpuid=tuple(_cpuid_entry(e) for e in _list(obj["cpuid"], "cpuid")),
             msr_index_list=tuple(
-                parse_int(i, "msr_index_list") for i in _list(obj["msr_index_list"], "msr_index_list")),
+                parse_int(i, "msr_index_list", bits=32)
+                for i in _list(obj["msr_index_list"], "msr_index_list")),
             feature_msr_index_list=tuple(
-                parse_int(i, "feature_msr_index_list")
+                parse_int(i, "feature_msr_index_list", bits=32)
                 for i in _list(obj["feature_msr_index_list"], "feature_msr_index_list")),
             feature_msrs=tuple(
-                MsrEntry(index=parse_int(k, "feature_msrs"), data=parse_int(v, "feature_msrs"))
+                MsrEntry(index=parse_int(k, "feature_msrs", bits=32), data=parse_int(v, "feature_msrs"))
                 for k, v in feature_msrs.items()),
         )
 
@@ -143,7 +144,7 @@ def _cpuid_entry(obj: object) -> CpuidEntry:
     if set(obj) != set(fields):
         raise UsageError(f"a fingerprint cpuid entry must have exactly {list(fields)}, not"
                          f" {sorted(obj)}")
-    f, i, fl, a, b, c, d = (parse_int(obj[k], f"cpuid {k}") for k in fields)
+    f, i, fl, a, b, c, d = (parse_int(obj[k], f"cpuid {k}", bits=32) for k in fields)
     return CpuidEntry(function=f, index=i, flags=fl, eax=a, ebx=b, ecx=c, edx=d)
 
 
