@@ -19,9 +19,9 @@ The CLI is built on these functions (cli/options.py), so both read input the sam
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from msrvirt.arch.cpuid import Feature, feature
 from msrvirt.arch.hosts import HOSTS, HostProfile, with_implied
@@ -71,7 +71,7 @@ def host(spec: str | HostProfile = "intel-fred") -> HostProfile:
     if spec in HOSTS or not (spec == STDIN or spec.endswith((".json", ".toml")) or "/" in spec):
         return builtin_host(spec)
     obj = read_data_file(spec)
-    name = "stdin" if spec == STDIN else Path(spec).stem
+    name = "stdin" if spec == STDIN else os.path.splitext(os.path.basename(spec))[0]
     fingerprint = _fingerprint_in(obj)
     if fingerprint is not None:
         from msrvirt.live.fingerprint import Fingerprint, host_profile

@@ -26,7 +26,6 @@ import stat
 import sys
 from collections.abc import Callable
 from contextlib import suppress
-from pathlib import Path
 from typing import Any, TypeVar
 
 from msrvirt.errors import FileFormatError, MsrvirtError, UsageError
@@ -90,7 +89,7 @@ def read_text(path: str) -> str:
 def _is_toml(path: str, text: str) -> bool:
     if path == STDIN:
         return not text.lstrip().startswith(("{", "["))
-    return Path(path).suffix == ".toml"
+    return path.endswith(".toml")
 
 
 def _json_int(text: str) -> int:

@@ -23,7 +23,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout, suppress
 from contextvars import ContextVar
@@ -165,6 +164,8 @@ def _replace(target: Target, data: bytes, *, parents: bool) -> None:
     directory, name = os.path.split(target.path)
     if parents:
         os.makedirs(directory, exist_ok=True)
+    import tempfile  # only where a file is written: keeps the start-up of other verbs quick
+
     old = os.stat(target.path) if target.kind is Kind.FILE else None
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name[:64]}.", suffix=".tmp")
     try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.text import Text
-
 from msrvirt.api import access
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
@@ -14,7 +12,6 @@ from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_
 from msrvirt.errors import UsageError
 from msrvirt.policy.decide import Initiator, decide
 from msrvirt.report.jsonout import decision_json, scenario_json
-from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
 
 
 def register(sub: Any) -> None:
@@ -60,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
                          "value": d.value, "exact": d.exact},
         })
         return 0
+    # Rendering only off --json: rich is most of this verb's start-up time (bench/bench_cli.py).
+    from rich.text import Text
+
+    from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
+
     out = console()
     who = "host KVM_SET_MSRS" if req.access is Access.W else "host KVM_GET_MSRS"
     if req.initiator is Initiator.GUEST:
