@@ -28,7 +28,7 @@ from msrvirt.arch.hosts import HOSTS, HostProfile, with_implied
 from msrvirt.arch.hosts import host as builtin_host
 from msrvirt.arch.kvm import Access, ExitReason
 from msrvirt.arch.msrs import display_name, resolve_index, resolve_pattern
-from msrvirt.dataio import STDIN, display_path, load, read_data_file
+from msrvirt.dataio import STDIN, built, display_path, load, read_data_file
 from msrvirt.errors import FilterError, UsageError
 from msrvirt.policy.bitmap import MsrBitmap
 from msrvirt.policy.decide import Decision, Initiator, MsrAccess, explain_msr
@@ -76,8 +76,8 @@ def host(spec: str | HostProfile = "intel-fred") -> HostProfile:
     if fingerprint is not None:
         from msrvirt.live.fingerprint import Fingerprint, host_profile
 
-        return load(spec, lambda _: host_profile(Fingerprint.from_obj(fingerprint), name=name))
-    return load(spec, lambda o: HostProfile.from_obj(o, default_name=name))
+        return built(spec, fingerprint, lambda o: host_profile(Fingerprint.from_obj(o), name=name))
+    return built(spec, obj, lambda o: HostProfile.from_obj(o, default_name=name))
 
 
 def _fingerprint_in(obj: object) -> Mapping[str, object] | None:
@@ -168,7 +168,8 @@ def scenario(*, host: str | HostProfile = "intel-fred",
 
 def _policy(spec: str | Policy | None, h: HostProfile) -> Policy:
     """``spec`` (default: the host backend's policy), refused if the backend cannot run it."""
-    pol = spec if isinstance(spec, Policy) else named_policy(spec or DEFAULT_POLICY[h.backend])
+    pol = spec if isinstance(spec, Policy) else named_policy(
+        DEFAULT_POLICY[h.backend] if spec is None else spec)
     check_backend(pol, h.backend)
     return pol
 
@@ -185,6 +186,8 @@ def msrs(spec: str | int | Iterable[str | int]) -> list[int]:
                 found.extend(resolve_pattern(item))
         else:
             found.append(resolve_index(item))
+    if not found:
+        raise UsageError(f"MSRs must be named (names, indices or patterns), not {spec!r}")
     return list(dict.fromkeys(found))
 
 

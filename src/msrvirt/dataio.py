@@ -159,7 +159,11 @@ def read_data_file(path: str) -> Any:
 
 def load(path: str, build: Callable[[Any], T]) -> T:
     """``build(read_data_file(path))``, every MsrvirtError becoming one line naming the file."""
-    obj = read_data_file(path)
+    return built(path, read_data_file(path), build)
+
+
+def built(path: str, obj: Any, build: Callable[[Any], T]) -> T:
+    """``build(obj)`` for ``obj`` read from ``path``; a MsrvirtError becomes one line naming it."""
     try:
         return build(obj)
     except FileFormatError:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from msrvirt import __version__
 from msrvirt.errors import FilterError, MsrvirtError, UsageError
@@ -50,13 +50,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-class InputPath(str):
+class FilePath(str):
+    """A file name given on the command line: never empty (argparse says so, exit 2)."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Self:
+        if not value:
+            raise argparse.ArgumentTypeError("a file name must not be empty")
+        return super().__new__(cls, value)
+
+
+class InputPath(FilePath):
     """An argparse type for a FILE option: ``-`` is standard input."""
 
     __slots__ = ()
 
 
-class OutputPath(str):
+class OutputPath(FilePath):
     """An argparse type for an output FILE option: ``-`` is standard output."""
 
     __slots__ = ()

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
     bitmap = scenario_bitmap(s)
     diff = None
-    if args.diff:
+    if args.diff is not None:
         label, other = diff_scenario(args, s)
         other_bitmap = scenario_bitmap(other)
         if other_bitmap.KIND != bitmap.KIND:

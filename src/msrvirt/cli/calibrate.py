@@ -19,7 +19,7 @@ from msrvirt.cli import OutputPath
 from msrvirt.cli.options import print_json
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts, Figure, measured_costs
 from msrvirt.errors import UsageError
-from msrvirt.live.calibrate import DEFAULT_ITERATIONS, DEFAULT_REPEATS, calibrate
+from msrvirt.live.calibrate import DEFAULT_ITERATIONS, DEFAULT_REPEATS, MAX_ITERATIONS, calibrate
 from msrvirt.live.errors import KvmError
 from msrvirt.live.fingerprint import PROC_CPUINFO
 from msrvirt.live.kvm import Kvm
@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.repeats < 1:
         raise UsageError("--iterations and --repeats must be at least 1, not"
                          f" {args.iterations} and {args.repeats}")
+    if args.iterations > MAX_ITERATIONS:  # the guest counts them down in EBP
+        raise UsageError(f"--iterations must be at most {MAX_ITERATIONS:#x} (a 32-bit count),"
+                         f" not {args.iterations}")
     if args.out:
         check_output(args.out)  # before the measuring, not after
     try:

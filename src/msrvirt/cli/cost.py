@@ -50,6 +50,8 @@ def _policies(given: list[str] | None) -> list[str]:
     if not given:
         return list(COST_POLICIES)
     names = [n.strip() for item in given for n in item.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--policy must name at least one policy, not {' '.join(given)!r}")
     for name in names:
         design_for(name)  # one line naming the policy if it cannot be costed
     return list(dict.fromkeys(names))

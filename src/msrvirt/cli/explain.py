@@ -49,14 +49,14 @@ def default_msrs(s: Scenario) -> list[int]:
 def select_msrs(args: argparse.Namespace, s: Scenario) -> list[int]:
     if args.all:
         return [m.index for m in MSRS]
-    if args.msr:
+    if args.msr is not None:
         return resolve_msrs(args.msr)
     return default_msrs(s)
 
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
-    if args.diff:
+    if args.diff is not None:
         return run_diff(args, s)
     rows = explain(s, select_msrs(args, s))
     if args.json:
@@ -82,7 +82,7 @@ def _seen(d: Decision) -> tuple[object, ...]:
 def run_diff(args: argparse.Namespace, s: Scenario) -> int:
     """--diff: every (MSR, direction) whose decision differs in the other scenario."""
     label, other = diff_scenario(args, s)
-    which = select_msrs(args, s) if args.msr or args.all else sorted(
+    which = select_msrs(args, s) if args.msr is not None or args.all else sorted(
         set(default_msrs(s)) | set(default_msrs(other)))
     changed = [(before.index, direction, b, a)
                for before, after in zip(explain(s, which), explain(other, which), strict=True)

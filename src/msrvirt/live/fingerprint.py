@@ -104,7 +104,8 @@ class Fingerprint:
         if extra:
             raise UsageError(f"fingerprint keys must be among {list(need)}, not {extra[0]!r}")
         backend = obj["backend"]
-        if backend is not None and backend not in set(Backend):
+        # A list, not a set: any JSON value compares, where hashing a list or dict would fail.
+        if backend is not None and backend not in [b.value for b in Backend]:
             raise UsageError(f"fingerprint backend must be vmx, svm, pvm or null, not {backend!r}")
         feature_msrs = obj["feature_msrs"]
         params = obj["module_params"]
