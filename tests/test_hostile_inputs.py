@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostile import (
+    NULL,
     VALID,
     ZERO,
     Result,
@@ -31,7 +32,6 @@ from hostile import (
     needs_root,
     run,
 )
-from hostile import NULL as NULL_DEVICE
 from msrvirt.dataio import MAX_DEPTH, MAX_INPUT_BYTES
 
 
@@ -179,7 +179,7 @@ def test_a_fifo_is_read_to_its_end(option: str, tmp_path: Path,
 @pytest.mark.parametrize("option", OPTIONS)
 def test_character_devices_are_read_up_to_the_limit(
         option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = char_device(tmp_path / "null", NULL_DEVICE)
+    empty = char_device(tmp_path / "null", NULL)
     endless = char_device(tmp_path / "zero", ZERO)
     res = cli(capsys, OPTIONS[option][1](str(empty)))
     assert_contract(res, names=str(empty))
