@@ -182,7 +182,7 @@ HOSTS: dict[str, HostProfile] = {
         ),
         HostProfile(
             name="pvm",
-            description="KVM on the PVM software backend (this workplace): every MSR access exits",
+            description="KVM on the PVM software backend: every MSR access exits",
             vendor=Vendor.AMD, backend=Backend.PVM,
             # KVM_GET_SUPPORTED_CPUID also lists ARCH_CAPABILITIES, but PVM clears it from the
             # guest CPUID on KVM_SET_CPUID2 (docs/live.md), so no guest has it.

@@ -48,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         write_output(args.json, (json.dumps(doc, indent=2) + "\n").encode())
-    table = Table(title=f"{ps.name} on {host.description}", title_justify="left")
+    table = Table()
     table.add_column("operation")
     table.add_column("observed")
     for op, s in zip(ops, result.observed, strict=True):
         table.add_row(op_text(op), seen_text(s))
     out = console()
+    # The host on its own line: a title would wrap at the table's width.
+    out.print(f"{ps.name} on {host.description}")
     out.print(table)
     if args.json and args.json != "-":
         out.print(f"wrote {args.json}")

@@ -181,7 +181,7 @@ def counterexample_text(chk: DesignCheck) -> list[str]:
 
 
 def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
-    """The `--json` object of issue 4."""
+    """The `--json` object (docs/check.md)."""
     designs = []
     for chk in checks:
         res = chk.result
