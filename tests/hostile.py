@@ -10,7 +10,7 @@ import stat
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,20 @@ FULL = (1, 7)  # every write fails with ENOSPC
 BLOCK = (7, 250)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making device nodes needs root")
+
+
+def kvm_or_skip() -> None:
+    """Skip the test, saying why, where /dev/kvm cannot be used (fail under
+    MSRVIRT_REQUIRE_KVM, as tests/live/conftest.py does)."""
+    from msrvirt.live.errors import KvmError
+    from msrvirt.live.kvm import Kvm
+
+    try:
+        Kvm().close()
+    except KvmError as err:
+        if os.environ.get("MSRVIRT_REQUIRE_KVM"):
+            pytest.fail(f"MSRVIRT_REQUIRE_KVM is set but /dev/kvm is unusable: {err}")
+        pytest.skip(f"/dev/kvm is not usable here: {err}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,15 +101,15 @@ def fifo_writer(path: Path, data: bytes) -> Iterator[Path]:
     os.mkfifo(path)
 
     def feed() -> None:
-        with open(path, "wb") as f:  # blocks until the reader opens it
+        with suppress(BrokenPipeError), open(path, "wb") as f:  # blocks until a reader opens
             f.write(data)
 
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
     yield path
-    if thread.is_alive():  # nobody opened it: unblock the writer
-        with open(path, "rb"):
-            pass
+    # A writer still waiting for a reader is let go; a non-blocking open never waits itself
+    # (a blocking one could, if the writer finished just now).
+    os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     thread.join(timeout=5)
 
 
@@ -112,9 +126,9 @@ def fifo_reader(path: Path) -> Iterator[list[bytes]]:
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
     yield got
-    if thread.is_alive() and not got:
-        with open(path, "wb"):  # nobody wrote: unblock the reader
-            pass
+    # A reader still waiting for a writer is let go (ENXIO: no reader is waiting any more).
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
     thread.join(timeout=5)
 
 

@@ -296,19 +296,12 @@ def _replaced(doc: Any, path: tuple[Any, ...], value: Any, *, delete: bool) -> A
     if not path:
         return value
     head, rest = path[0], path[1:]
-    if isinstance(doc, dict):
-        out = dict(doc)
-        if delete and not rest:
-            del out[head]
-        else:
-            out[head] = _replaced(doc[head], rest, value, delete=delete)
-        return out
-    out_list = list(doc)
+    out: Any = dict(doc) if isinstance(doc, dict) else list(doc)
     if delete and not rest:
-        del out_list[head]
+        del out[head]
     else:
-        out_list[head] = _replaced(doc[head], rest, value, delete=delete)
-    return out_list
+        out[head] = _replaced(doc[head], rest, value, delete=delete)
+    return out
 
 
 @st.composite

@@ -32,27 +32,16 @@ from hostile import (
     block_device,
     char_device,
     fifo_reader,
+    kvm_or_skip,
     leftovers,
     needs_root,
     run,
 )
 from msrvirt import api
 from msrvirt.cost.constants import DEFAULT_COSTS
-from msrvirt.live.errors import KvmError
-from msrvirt.live.kvm import Kvm
 
 PAGE = api.bitmap(api.scenario()).to_bytes()
 SCENARIO = str(CORPUS / "01-exit-test-filter-allow.json")
-
-
-def kvm_usable() -> bool:
-    try:
-        Kvm().close()
-    except KvmError as err:
-        if os.environ.get("MSRVIRT_REQUIRE_KVM"):
-            pytest.fail(f"MSRVIRT_REQUIRE_KVM is set but /dev/kvm is unusable: {err}")
-        return False
-    return True
 
 
 @pytest.fixture(autouse=True)
@@ -86,8 +75,8 @@ OPTIONS: dict[str, tuple[Callable[[str], list[str]], Callable[[bytes], bool]]] =
 @pytest.fixture(params=list(OPTIONS))
 def option(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    if name == "probe --json" and not kvm_usable():
-        pytest.skip("/dev/kvm is not usable here")
+    if name == "probe --json":
+        kvm_or_skip()
     return name
 
 
@@ -224,8 +213,7 @@ def test_dash_writes_the_bytes_to_stdout_and_the_report_to_stderr(
 
 
 def test_probe_json_dash_prints_the_document_and_the_table_to_stderr() -> None:
-    if not kvm_usable():
-        pytest.skip("/dev/kvm is not usable here")
+    kvm_or_skip()
     done = msrvirt("probe", SCENARIO, "--json", "-")
     assert done.returncode == 0, done.stderr
     assert _is_probe(done.stdout) and b"guest_rdmsr" in done.stderr

@@ -17,20 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hostile import CORPUS, leftovers
-from msrvirt.live.errors import KvmError
-from msrvirt.live.kvm import Kvm
+from hostile import CORPUS, kvm_or_skip, leftovers
 
 STARTED_S = 2.0  # the verb is well into its work by then (start-up takes a fraction of it)
-
-
-def needs_kvm() -> None:
-    try:
-        Kvm().close()
-    except KvmError as err:
-        if os.environ.get("MSRVIRT_REQUIRE_KVM"):
-            pytest.fail(f"MSRVIRT_REQUIRE_KVM is set but /dev/kvm is unusable: {err}")
-        pytest.skip(f"/dev/kvm is not usable here: {err}")
 
 
 def interrupted(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -57,7 +46,7 @@ def interrupted(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes
 def test_ctrl_c_is_one_line_exit_130_and_no_output(argv: list[str], kvm: bool,
                                                    tmp_path: Path) -> None:
     if kvm:
-        needs_kvm()
+        kvm_or_skip()
     done = interrupted(argv, tmp_path)
     assert done.returncode == 130, done.stderr
     assert done.stderr == b"msrvirt: interrupted\n"
@@ -89,7 +78,7 @@ def closed_reader(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[byt
 def test_a_closed_pipe_ends_quietly_with_the_verbs_status(
         argv: list[str], status: int, kvm: bool, tmp_path: Path) -> None:
     if kvm:
-        needs_kvm()
+        kvm_or_skip()
     done = closed_reader(argv, tmp_path)
     assert done.returncode == status
     # nothing but the report `--out -` sends to stderr: no error, no traceback
