@@ -206,3 +206,13 @@ def test_only_the_verb_being_run_is_imported() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stderr.strip() == "['msrvirt.cli.decide', 'msrvirt.cli.options']"
+
+
+def test_only_the_cli_uses_the_api_and_the_writer() -> None:
+    """msrvirt.api and msrvirt.output sit above every model layer, beside the CLI."""
+    from test_layers import SRC, imported_packages
+
+    offenders = [str(path.relative_to(SRC)) for path in sorted(SRC.rglob("*.py"))
+                 if path.parent != SRC and path.parent.name != "cli"
+                 and imported_packages(path) & {"api", "output"}]
+    assert offenders == []

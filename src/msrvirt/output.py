@@ -197,26 +197,31 @@ def discard_stdout() -> None:
         pass
 
 
-class QuietStdout:
-    """A standard output that ends quietly when its reader goes away.
+class HeldStdout:
+    """Standard output while a verb runs: what it prints is held, and written when the verb
+    has returned.
 
-    Python reports a closed pipe as BrokenPipeError from whatever print hit it, or at exit;
-    `msrvirt ... | head -1` must do neither.  The first EPIPE points the descriptor at
-    /dev/null (`discard_stdout`) and the verb runs on to its real exit status.
+    So Ctrl-C or an error leaves no partial output, and a reader that has gone away
+    (`msrvirt ... | head -1`, EPIPE) ends the writing quietly: the descriptor is pointed at
+    /dev/null (`discard_stdout`) instead of a BrokenPipeError, now or at exit.  Everything
+    but writing (isatty, fileno, encoding, buffer...) is the real stream's.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.held: list[str] = []
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            discard_stdout()
-            return len(text)
+        self.held.append(text)
+        return len(text)
 
     def flush(self) -> None:
+        """Nothing to do until `release`."""
+
+    def release(self) -> None:
+        text, self.held = "".join(self.held), []
         try:
+            self.stream.write(text)
             self.stream.flush()
         except BrokenPipeError:
             discard_stdout()
@@ -226,16 +231,21 @@ class QuietStdout:
 
 
 @contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Run the body with `QuietStdout` as sys.stdout; flush it on the way out."""
+def held_stdout() -> Iterator[None]:
+    """Run the body with `HeldStdout` as sys.stdout; write what it printed if the body ended
+    normally or by SystemExit (argparse's --help), drop it on any other exception."""
     stream = sys.stdout
-    guard = QuietStdout(stream)
-    sys.stdout = guard  # duck-typed: write and flush guarded, the rest delegated
+    held = HeldStdout(stream)
+    sys.stdout = held  # duck-typed: writing held, the rest delegated
     try:
         yield
-        guard.flush()
+    except SystemExit:
+        sys.stdout = stream
+        held.release()
+        raise
     finally:
         sys.stdout = stream
+    held.release()
 
 
 @contextmanager

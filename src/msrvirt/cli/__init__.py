@@ -109,11 +109,11 @@ def one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one msrvirt command; return its exit status (the contract above)."""
-    from msrvirt.output import quiet_stdout, reserved_stdout
+    from msrvirt.output import held_stdout, reserved_stdout
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        with quiet_stdout():
+        with held_stdout():
             args = build_parser(chosen_verb(argv)).parse_args(argv)
             if _streams(args):
                 with reserved_stdout():
