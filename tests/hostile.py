@@ -163,7 +163,12 @@ FINGERPRINT: dict[str, Any] = {
 VALID: dict[str, Any] = {
     "filter": json.loads((ROOT / "examples" / "deny-fred-config-write.json").read_text()),
     "host": {"name": "mine", "vendor": "intel", "backend": "vmx", "features": ["fred", "lm"],
-             "hw_caps": [], "msr_index_list": ["0x10", "0x1cc"], "ignore_msrs": False},
+             "hw_caps": ["cpuid_fault"], "msr_index_list": ["0x10", "0x1cc"],
+             "feature_msrs": {"0x345": "0x2000"}, "pmu": {"version": 2, "gp": 8, "fixed": 3},
+             "phys_addr_bits": 46, "params": {"ignore_msrs": False, "pt_mode": 0}},
+    # An L1 bitmap (`--nested FILE`, docs/formats.md).
+    "l1": {"default": "intercept", "passthrough": {"rw": ["FS_BASE"], "read": ["0x10"]},
+           "controls": ["msr-bitmaps"]},
     "fingerprint": FINGERPRINT,
     "scenario": json.loads((CORPUS / "01-exit-test-filter-allow.json").read_text()),
     "workload": json.loads((ROOT / "src" / "msrvirt" / "cost" / "workloads" /

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from msrvirt.check.explore import Result, check_design, explore
+from msrvirt.check.explore import Result, check_design, explore, violations
 from msrvirt.check.invariants import BY_NAME, INVARIANTS, Scope, invariant
+from msrvirt.check.parallel import CheckJob, check_all
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
 from msrvirt.machine.model import (
+    BITMAP,
+    CPU_OR_NONE,
+    FILTER_CHOICE,
+    GUEST_CPU,
+    MODE,
+    PARKED,
+    RING,
+    TASK,
+    VALUE,
     Bounds,
-    FieldKind,
     FilterChoice,
     GuestCpu,
     Machine,
@@ -22,7 +31,8 @@ from msrvirt.machine.model import (
     guest_value,
     stack_top,
 )
-from msrvirt.report.check import event_label, field_text, to_json, trace_lines
+from msrvirt.machine.spec import FLAG, Domain
+from msrvirt.report.check import event_label, to_json, trace_lines
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +97,10 @@ def test_the_checker_finds_this_bug(name: str, inv: str, length: int, broken: se
         assert ev in m.events(state)
         prev, state = state, m.step(state, ev)
         assert state == after
-    rule = invariant(inv)
-    if rule.scope is Scope.STATE:
-        assert rule.state_check is not None
-        assert rule.state_check(m, state) == cx.message
+    if invariant(inv).scope is Scope.STATE:
+        assert violations(m, state)[inv] == cx.message
     else:
-        assert rule.transition_check is not None
-        obs = m.observe(prev, cx.events[-1])
-        assert obs is not None
-        assert rule.transition_check(m, prev, cx.events[-1], obs) == cx.message
+        assert violations(m, prev, cx.events[-1])[inv] == cx.message
 
 
 def test_each_invariant_is_broken_by_some_planted_bug() -> None:
@@ -162,23 +167,23 @@ def test_json_has_exactly_the_issues_keys() -> None:
     assert bug["verdict"] == "fails" and len(bug["counterexample"]) == 4
 
 
-@pytest.mark.parametrize(("kind", "value", "text"), [
-    (FieldKind.VALUE, guest_value(1), "g1"),
-    (FieldKind.VALUE, stack_top(0), "top(vcpu)"),
-    (FieldKind.VALUE, exc_stack(1), "exc(cpu1)"),
-    (FieldKind.CPUID, GuestCpu.FRED, "FRED"),
-    (FieldKind.FILTER, FilterChoice.DENY_FRED, "deny FRED MSRs"),
-    (FieldKind.BITMAP, 0, "intercepts none"),
-    (FieldKind.BITMAP, 0b11 << 10, "intercepts PL0_SSP/rw"),
-    (FieldKind.FLAG, 1, "1"),
-    (FieldKind.CPU, -1, "-"),
-    (FieldKind.PARKED, Parked.KVM, "kvm"),
-    (FieldKind.RING, Ring.USER, "ring 3"),
-    (FieldKind.MODE, Mode.GUEST, "guest"),
-    (FieldKind.TASK, 2, "T2"),
-])
-def test_every_field_kind_prints_in_words(kind: FieldKind, value: int, text: str) -> None:
-    assert field_text(kind, value) == text
+@pytest.mark.parametrize(("domain", "value", "text"), [
+    (VALUE, guest_value(1), "g1"),
+    (VALUE, stack_top(0), "top(vcpu)"),
+    (VALUE, exc_stack(1), "exc(cpu1)"),
+    (GUEST_CPU, GuestCpu.FRED, "FRED"),
+    (FILTER_CHOICE, FilterChoice.DENY_FRED, "deny FRED MSRs"),
+    (BITMAP, 0, "intercepts none"),
+    (BITMAP, 0b11 << 10, "intercepts PL0_SSP/rw"),
+    (FLAG, 1, "1"),
+    (CPU_OR_NONE, -1, "-"),
+    (PARKED, Parked.KVM, "kvm"),
+    (RING, Ring.USER, "ring 3"),
+    (MODE, Mode.GUEST, "guest"),
+    (TASK, 2, "T2"),
+], ids=lambda x: x.name if isinstance(x, Domain) else None)
+def test_every_domain_prints_in_words(domain: Domain, value: int, text: str) -> None:
+    assert domain.text(value) == text
 
 
 def test_every_event_kind_has_a_label() -> None:
@@ -187,3 +192,28 @@ def test_every_event_kind_has_a_label() -> None:
     assert "VMM sets CPUID: FRED" in labels
     assert "VMM sets MSR filter: deny FRED MSRs" in labels
     assert "cpu1: context switch to T2" in labels
+
+
+def test_parallel_processes_give_the_sequential_results_in_order() -> None:
+    names = ["no-sync", "v9", "host-fields-once"]
+    jobs = [CheckJob(design=design(n), depth=CAUGHT_DEPTH) for n in names]
+    finished: list[str] = []
+    reported: set[str] = set()
+    parallel = check_all(jobs, processes=2, done=lambda c: finished.append(c.design.name),
+                         progress=lambda name, *_: reported.add(name))
+    sequential = check_all(jobs, processes=1)
+    assert [c.design.name for c in parallel] == names
+    assert sorted(finished) == sorted(names)
+    assert reported <= set(names) and reported  # v9 to depth 8 passes 20,000 states
+    for par, seq in zip(parallel, sequential, strict=True):
+        assert (par.result.states, par.result.transitions) == (seq.result.states,
+                                                               seq.result.transitions)
+        assert par.result.verdicts == seq.result.verdicts
+        for name, cx in seq.result.counterexamples.items():
+            assert trace_lines(par.machine, par.result.counterexamples[name]) == \
+                trace_lines(seq.machine, cx)
+
+
+def test_zero_processes_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="jobs must be at least 1, not 0"):
+        check_all([CheckJob(design=design("v9"))], processes=0)

@@ -44,6 +44,7 @@ def test_list_designs(capsys: pytest.CaptureFixture[str]) -> None:
     (["--cpus", "9"], "msrvirt: cpus must be between 1 and 8, not 9"),
     (["--tasks", "1"], "msrvirt: tasks must be between cpus (2) and 16, not 1"),
     (["--depth", "0"], "msrvirt: depth must be at least 1, not 0"),
+    (["--jobs", "0"], "msrvirt: jobs must be at least 1, not 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,7 +93,7 @@ def test_unknown_names_and_unreadable_files(tmp_path: Path) -> None:
         workload(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(FileFormatError, match="not valid JSON"):
+    with pytest.raises(FileFormatError, match="not valid json"):
         workload(str(bad))
 
 

@@ -29,7 +29,7 @@ from msrvirt.cost.units import (
 )
 from msrvirt.cost.workload import RATE_FIELDS
 from msrvirt.machine.designs import Design, Verdict, design
-from msrvirt.machine.model import G_CPUID, G_RING, Ev, Event, GuestCpu, Machine, Ring, Slot
+from msrvirt.machine.model import CPUID, RING_OF, Ev, Event, GuestCpu, Machine, Ring, Slot
 from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.policies import Rule, policy
 from msrvirt.policy.scenario import Scenario
@@ -48,7 +48,7 @@ def test_the_warm_state_is_a_resting_state_with_the_chosen_cpuid() -> None:
     m = Machine(design("v9"), COST_BOUNDS)
     for shstk, cpuid in ((True, GuestCpu.FRED_SHSTK), (False, GuestCpu.FRED)):
         s = warm_state(m, shstk)
-        assert s[G_CPUID] == cpuid and s[G_RING] == Ring.KERNEL
+        assert m.get(s, CPUID) == cpuid and m.get(s, RING_OF) == Ring.KERNEL
 
 
 @pytest.mark.parametrize("shstk", [True, False], ids=["FRED+SHSTK guest", "FRED-only guest"])

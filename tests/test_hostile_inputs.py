@@ -79,6 +79,8 @@ OPTIONS: dict[str, tuple[str, Argv, int]] = {
     "cost --workload": ("workload", lambda p: ["cost", "--policy", "fred-v9", "--workload", p], 0),
     "cost --costs": ("costs", lambda p: ["cost", "--policy", "fred-v9", "--costs", p], 0),
     "review --costs": ("costs", lambda p: ["review", "--no-live", "--html", "-", "--costs", p], 0),
+    "bitmap --nested FILE": ("l1", lambda p: ["bitmap", "--nested", p], 0),
+    "explain --nested FILE": ("l1", lambda p: ["explain", "--msr", "fs_base", "--nested", p], 0),
 }
 
 
@@ -88,7 +90,7 @@ def valid_bytes(option: str) -> bytes:
 
 # case -> (file content, what the one error line says)
 BAD_CONTENT: dict[str, tuple[bytes, str]] = {
-    "empty": (b"", "not valid JSON"),
+    "empty": (b"", "not valid json"),
     "binary garbage": (bytes(range(256)) * 4, "must be UTF-8"),
     "Latin-1, not UTF-8": ('{"name": "caf\xe9"}'.encode("latin-1"), "must be UTF-8"),
     "more than the size limit": (b" " * (MAX_INPUT_BYTES + 1), "must be at most 16 MiB"),
@@ -101,7 +103,7 @@ BAD_CONTENT: dict[str, tuple[bytes, str]] = {
     "a float that overflows": (b'{"a": 1e999}', "not finite"),
     "a list, not an object": (b"[1, 2, 3]", "must be an object"),
     "a string, not an object": (b'"filter"', "must be an object"),
-    "NUL bytes": (b'{"a": 1}\x00\x00', "not valid JSON"),
+    "NUL bytes": (b'{"a": 1}\x00\x00', "not valid json"),
 }
 
 
@@ -183,7 +185,7 @@ def test_character_devices_are_read_up_to_the_limit(
     endless = char_device(tmp_path / "zero", ZERO)
     res = cli(capsys, OPTIONS[option][1](str(empty)))
     assert_contract(res, names=str(empty))
-    assert res.status == 2 and "not valid JSON" in res.err
+    assert res.status == 2 and "not valid json" in res.err
     res = cli(capsys, OPTIONS[option][1](str(endless)))
     assert_contract(res, names=str(endless))
     assert res.status == 2 and "must be at most 16 MiB" in res.err
@@ -317,7 +319,7 @@ def mutated(draw: st.DrawFn, fmt: str) -> Any:
 
 @pytest.mark.parametrize("option", ["explain --filter", "filter check FILE", "explain --host",
                                     "explain --host (a saved fingerprint)", "probe FILE",
-                                    "cost --workload", "cost --costs"])
+                                    "cost --workload", "cost --costs", "bitmap --nested FILE"])
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_documents_keep_the_contract(

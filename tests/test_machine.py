@@ -10,20 +10,20 @@ from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
 from msrvirt.machine.model import (
     BELIEF,
-    C_CACHE,
-    C_HW,
-    C_MODE,
-    C_TASK,
-    G_FALLBACK,
-    G_LOADED,
-    G_SOFT_RSP0,
-    G_VMCS_CPU,
+    CACHE,
+    FALLBACK,
     HOST_CONFIG,
     HOST_PL0_SSP,
     HOST_STKLVLS,
+    HW,
     INVALID,
+    LOADED,
+    MODE_OF,
     SLOTS,
+    SOFT_RSP0,
+    TASK_OF,
     VCPU_TASK,
+    VMCS_CPU,
     VMCS_HOST,
     Bounds,
     Ev,
@@ -38,13 +38,14 @@ from msrvirt.machine.model import (
     exc_stack,
     guest_value,
     stack_top,
+    vcpu_put,
 )
 
 G0, G1 = guest_value(0), guest_value(1)
 
 
 def hw(m: Machine, s: State, cpu: int, slot: Slot) -> int:
-    return s[m.cpu_field(cpu, C_HW + slot)]
+    return m.get(s, HW[cpu, slot])
 
 
 def run(m: Machine, *events: Event) -> State:
@@ -133,15 +134,15 @@ def test_bad_bounds_are_usage_errors(kw: dict[str, int], message: str) -> None:
 
 def test_initial_state_has_host_values_and_a_consistent_cache(v9: Machine) -> None:
     s = v9.initial()
-    assert len(s) == len(v9.fields)
+    assert len(v9.unpack(s)) == len(v9.fields)
     for c in range(2):
-        assert s[v9.cpu_field(c, C_TASK)] == c
-        assert s[v9.cpu_field(c, C_MODE)] == Mode.HOST_USER
-        assert s[v9.cpu_field(c, C_CACHE)] == hw(v9, s, c, Slot.RSP0) == stack_top(c)
+        assert v9.get(s, TASK_OF[c]) == c
+        assert v9.get(s, MODE_OF[c]) == Mode.HOST_USER
+        assert v9.get(s, CACHE[c]) == hw(v9, s, c, Slot.RSP0) == stack_top(c)
         assert hw(v9, s, c, Slot.RSP1) == exc_stack(c)
         assert hw(v9, s, c, Slot.STKLVLS) == HOST_STKLVLS
         assert hw(v9, s, c, Slot.CONFIG) == HOST_CONFIG
-    assert s[BELIEF:BELIEF + len(SLOTS)] == (G0,) * len(SLOTS)
+    assert [v9.get(s, BELIEF[slot]) for slot in SLOTS] == [G0] * len(SLOTS)
 
 
 def test_events_are_enumerated_deterministically_and_step_is_pure(v9: Machine) -> None:
@@ -169,7 +170,7 @@ def test_the_filter_changes_only_outside_guest_mode(v9: Machine) -> None:
 
 def test_vm_entry_loads_guest_rsp0_in_software_and_the_rest_from_the_vmcs(v9: Machine) -> None:
     s = run(v9, KVM_RUN, ENTRY)
-    assert s[G_LOADED] == 0
+    assert v9.get(s, LOADED) == 0
     assert all(hw(v9, s, 0, slot) == G0 for slot in SLOTS)
 
 
@@ -184,40 +185,37 @@ def test_vm_exit_restores_the_eight_but_keeps_the_guest_rsp0(v9: Machine) -> Non
 
 def test_kvm_run_return_syncs_the_cache_then_restores_host_rsp0(v9: Machine) -> None:
     s = run(v9, KVM_RUN, ENTRY, ev(Ev.GUEST_WRMSR, slot=Slot.RSP0, value=G1), EXIT, RETURN)
-    assert s[G_SOFT_RSP0] == G1
-    assert s[G_LOADED] == -1
-    assert hw(v9, s, 0, Slot.RSP0) == s[v9.cpu_field(0, C_CACHE)] == stack_top(VCPU_TASK)
+    assert v9.get(s, SOFT_RSP0) == G1
+    assert v9.get(s, LOADED) == -1
+    assert hw(v9, s, 0, Slot.RSP0) == v9.get(s, CACHE[0]) == stack_top(VCPU_TASK)
 
 
 def test_preemption_syncs_the_cache_to_the_guest_value(v9: Machine) -> None:
     # Preempted inside KVM_RUN: vcpu_put runs, then task 2's exit to user rewrites RSP0.
     s = run(v9, KVM_RUN, ENTRY, EXIT)
-    lst = list(s)
-    v9._vcpu_put(lst, 0)
-    assert lst[v9.cpu_field(0, C_CACHE)] == lst[v9.cpu_field(0, C_HW + Slot.RSP0)] == G0
+    put = v9.execute(s, vcpu_put(v9.design, 0))
+    assert v9.get(put, CACHE[0]) == hw(v9, put, 0, Slot.RSP0) == G0
     s = v9.step(s, ev(Ev.CONTEXT_SWITCH, task=2))
-    assert hw(v9, s, 0, Slot.RSP0) == s[v9.cpu_field(0, C_CACHE)] == stack_top(2)
+    assert hw(v9, s, 0, Slot.RSP0) == v9.get(s, CACHE[0]) == stack_top(2)
 
 
 def test_invalidate_cache_sets_the_cache_to_zero_on_put() -> None:
     m = Machine(design("invalidate-cache"))
     s = run(m, KVM_RUN, ENTRY, EXIT)
-    lst = list(s)
-    m._vcpu_put(lst, 0)
-    assert lst[m.cpu_field(0, C_CACHE)] == INVALID
+    assert m.get(m.execute(s, vcpu_put(m.design, 0)), CACHE[0]) == INVALID
 
 
 def test_migration_rewrites_the_host_rsp1_field(v9: Machine) -> None:
     s = run(v9, KVM_RUN, ev(Ev.CONTEXT_SWITCH, task=2), ev(Ev.CONTEXT_SWITCH, cpu=1, task=0))
-    assert s[G_VMCS_CPU] == 1
-    assert s[VMCS_HOST + Slot.RSP1 - 1] == exc_stack(1)
+    assert v9.get(s, VMCS_CPU) == 1
+    assert v9.get(s, VMCS_HOST[Slot.RSP1]) == exc_stack(1)
 
 
 def test_a_fred_only_guest_keeps_pl0_ssp_in_the_fallback(v9: Machine) -> None:
     s = run(v9, ev(Ev.SET_CPUID, cpu=-1, choice=GuestCpu.FRED), KVM_RUN, ENTRY,
             ev(Ev.GUEST_WRMSR, slot=Slot.PL0_SSP, value=G1))
-    assert s[v9.cpu_field(0, C_MODE)] == Mode.KVM  # intercepted: a VM exit
-    assert s[G_FALLBACK] == G1
+    assert v9.get(s, MODE_OF[0]) == Mode.KVM  # intercepted: a VM exit
+    assert v9.get(s, FALLBACK) == G1
     assert hw(v9, s, 0, Slot.PL0_SSP) == HOST_PL0_SSP
 
 
@@ -227,8 +225,8 @@ def test_a_filter_denied_write_exits_and_stores_nothing(v9: Machine) -> None:
     obs = v9.observe(s, write)
     assert obs is not None and obs.faulted and not obs.direct
     s = v9.step(s, write)
-    assert s[BELIEF + Slot.RSP1] == G0
-    assert s[v9.cpu_field(0, C_MODE)] == Mode.KVM
+    assert v9.get(s, BELIEF[Slot.RSP1]) == G0
+    assert v9.get(s, MODE_OF[0]) == Mode.KVM
 
 
 def test_host_deliveries_observe_what_they_consume(v9: Machine) -> None:
@@ -255,6 +253,6 @@ def test_the_literal_cache_invariant_is_broken_while_guest_state_is_loaded(v9: M
     the cache equal to the task's stack top and the guest's RSP0 in the MSR.  hpa's
     invariant holds only outside that window, where the kernel can reach exit to user."""
     s = run(v9, KVM_RUN, ENTRY, EXIT)
-    assert s[v9.cpu_field(0, C_MODE)] == Mode.KVM and s[G_LOADED] == 0
-    assert s[v9.cpu_field(0, C_CACHE)] == stack_top(VCPU_TASK)
+    assert v9.get(s, MODE_OF[0]) == Mode.KVM and v9.get(s, LOADED) == 0
+    assert v9.get(s, CACHE[0]) == stack_top(VCPU_TASK)
     assert hw(v9, s, 0, Slot.RSP0) == G0

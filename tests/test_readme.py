@@ -167,7 +167,7 @@ def run_command(command: str, cwd: Path) -> Ran:
     own = sorted(p.name for p in cwd.iterdir() if p.name in command and not p.is_symlink())
     key = (command, str(cwd) if own else "")
     if key not in _RUNS:
-        argv = shlex.split(command)
+        argv = shlex.split(command, comments=True)
         assert argv[0] == "msrvirt", f"only msrvirt commands run here, not {command!r}"
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         done = subprocess.run([sys.executable, "-m", "msrvirt", *argv[1:]], cwd=cwd,
@@ -300,7 +300,8 @@ def test_every_shown_command_is_run_or_says_why_not() -> None:
         marks = example.block.marks
         if "skip" in marks:
             assert marks["skip"], f"{example.id}: skip= needs a reason"
-            script = next(a for a in shlex.split(example.command) if a.endswith(".py"))
+            script = next(a for a in shlex.split(example.command, comments=True)
+                          if a.endswith(".py"))
             assert (ROOT / script).is_file(), f"{example.id}: {script} does not exist"
         else:
             assert example.command.startswith("msrvirt "), (

@@ -154,16 +154,23 @@ def scenario(*, host: str | HostProfile = "intel-fred",
              guest: str | Iterable[Feature | str] = "host",
              policy: str | Policy | None = None,
              filter: str | Mapping[str, object] | MsrFilter | None = None,
-             exits: str | ExitReason = "", runtime: str | Runtime = "") -> Scenario:
-    """A scenario, as the CLI's --host, --guest, --policy, --filter, --exits, --runtime.
+             exits: str | ExitReason = "", runtime: str | Runtime = "",
+             kvm_param: str = "") -> Scenario:
+    """A scenario, as the CLI's --host, --guest, --policy, --filter, --exits, --runtime,
+    --kvm-param.
 
     The policy defaults to the host backend's (fred-v9 on VMX, svm-fred on SVM, pvm).
     """
-    h = _host(host)
+    h = _with_params(_host(host), kvm_param)
     return Scenario(
         host=h, guest=parse_guest(guest, h.features), policy=_policy(policy, h),
         filter=_filter(filter), exits=parse_exits(exits),
         runtime=runtime if isinstance(runtime, Runtime) else Runtime.parse(runtime))
+
+
+def _with_params(h: HostProfile, kvm_param: str) -> HostProfile:
+    """``h`` with the module parameters of ``kvm_param`` (``pt_mode=1,enable_pmu=0``)."""
+    return replace(h, params=h.params.with_text(kvm_param)) if kvm_param else h
 
 
 def _policy(spec: str | Policy | None, h: HostProfile) -> Policy:
@@ -232,12 +239,13 @@ def bitmap(s: Scenario) -> MsrBitmap:
 
 
 def vary(s: Scenario, spec: str, *, guest: str | Iterable[Feature | str] = "host",
-         policy: str | Policy | None = None) -> tuple[str, Scenario]:
+         policy: str | Policy | None = None, kvm_param: str = "") -> tuple[str, Scenario]:
     """``s`` with one thing changed, for a diff: ``host:SPEC`` (a host name, file or
     ``live``), ``guest:FEATURES`` or ``policy:NAME`` (a bare NAME is a policy).
 
     On another host, ``guest`` (the spec ``s`` was made with) is read against that host's
-    features, and the policy is ``policy`` or that host backend's default.  Returns
+    features, ``kvm_param`` applies as well, and the policy is ``policy`` or that host
+    backend's default.  Returns
     (label, scenario), the label as ``policy fred-v9 -> upstream``.
     """
     kind, sep, value = spec.partition(":")
@@ -249,7 +257,7 @@ def vary(s: Scenario, spec: str, *, guest: str | Iterable[Feature | str] = "host
         before = guest if isinstance(guest, str) else ",".join(sorted(f.value for f in s.guest))
         other = replace(s, guest=parse_guest(value, s.host.features))
     elif kind == "host":
-        h = _host(value)
+        h = _with_params(_host(value), kvm_param)
         before, other = s.host.name, replace(s, host=h, guest=parse_guest(guest, h.features),
                                              policy=_policy(policy, h))
     else:

@@ -113,7 +113,7 @@ def _no_constant(text: str) -> float:
 
 def parse_text(text: str, *, toml: bool, name: str) -> Any:
     """Parse JSON (or TOML) ``text`` with the limits above; FileFormatError naming ``name``."""
-    kind = "TOML" if toml else "JSON"
+    kind = "toml" if toml else "json"  # as the suffix reads
     try:
         if toml:
             import tomllib  # only where a TOML file is read: keeps the common path quick

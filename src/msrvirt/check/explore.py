@@ -1,9 +1,25 @@
 """Explore a machine breadth-first, exhaustively, with the shortest counterexample per invariant.
 
-States are deduplicated in a dict that also records each state's parent, so the first
-violation of an invariant found in breadth-first order comes with a shortest trace.
-Events are enumerated in the machine's fixed order, so runs are deterministic.
-Violations are values (`Counterexample`), never exceptions.
+The machine's declaration is compiled together with the invariants' checks
+(`msrvirt.machine.codegen`): one call of an event's function is one step of the event,
+judged at its observation point.  States are packed ints kept in one set and one list
+per breadth-first level.  What makes it fast:
+
+- a transition is memoised on the bits its effect and its checks read or write: the
+  first (state, event) pair with given bits computes the change (an xor mask) and the
+  verdicts; every later pair with the same bits only applies the mask, since its
+  verdicts are the same and were judged first in breadth-first order;
+- an event that writes nothing (a delivery at ring 0, a direct read) costs that lookup
+  only, and nothing at all once every invariant it feeds has a counterexample;
+- a state invariant is re-judged only when a transition changed the bits it reads, and
+  then memoised on them;
+- the enabled events are cached by the bits the guards read.
+
+Counterexamples are rebuilt after the search from the level lists: the parent of a state
+at level k+1 is the first state of level k, in order, with an event (in the machine's
+order) leading to it, which is the pair that found it, so the trace is the one a
+parent-pointer search in the same order keeps.  Violations are values
+(`Counterexample`), never exceptions.
 """
 
 from __future__ import annotations
@@ -11,17 +27,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-from msrvirt.check.invariants import INVARIANTS, Invariant, Scope, TransitionCheck
+from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.errors import UsageError
+from msrvirt.machine.codegen import Program, Violation, compile_program
 from msrvirt.machine.designs import Design, Verdict
-from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Ev, Event, Machine, ObsKind, State
-
-# Events that consume or return MSR values; the others have no observation.
-OBSERVABLE = frozenset({Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION, Ev.GUEST_EVENT_RING3,
-                        Ev.GUEST_EVENT_RING0, Ev.GUEST_RDMSR, Ev.GUEST_WRMSR})
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Event, Machine, State, machine
 
 Progress = Callable[[int, int, int], None]  # (states, depth done, frontier size)
+# The set and the level lists hold each packed state times this odd constant (an injection).
+# CPython hashes an int modulo 2**61 - 1 and indexes its tables by the hash's low bits;
+# packed states differ mostly in bits that add up to a few low-bit patterns (545,380
+# states of rsp1-no-host-load share 8,259 values of the low 21 bits), so their probe
+# chains grow long.  The product's hash is the state's hash times the constant, modulo
+# 2**61 - 1, whose low bits are spread evenly (466,156 values).
+_SPREAD = 0x9E3779B97F4A7C15
 PROGRESS_EVERY = 20_000  # states between two progress callbacks
 
 
@@ -66,20 +87,42 @@ class Result:
         return min(ordered, key=len) if ordered else None
 
 
-Parents = dict[State, tuple[State, Event] | None]
+@lru_cache(maxsize=16)
+def judged_program(machine: Machine, invariants: tuple[Invariant, ...] = INVARIANTS) -> Program:
+    """``machine``'s declaration compiled with the checks of ``invariants``."""
+    return compile_program(
+        machine.model,
+        judges=lambda o: [(k, inv.checks(machine, o)) for k, inv in enumerate(invariants)
+                          if inv.scope is Scope.TRANSITION],
+        state_checks=[(k, inv.checks(machine)) for k, inv in enumerate(invariants)
+                      if inv.scope is Scope.STATE])
 
 
-def _trace(parents: Parents, last: State) -> list[tuple[Event, State]]:
-    out = []
-    state = last
-    link = parents[state]
-    while link is not None:
-        prev, ev = link
-        out.append((ev, state))
-        state = prev
-        link = parents[state]
-    out.reverse()
-    return out
+def _render(program: Program, found: Violation) -> tuple[int, str]:
+    """(invariant index, message) of one failed check."""
+    inv, req = program.checks[found[0]]
+    return inv, req.says.render(found[1])
+
+
+def violations(machine: Machine, s: State, ev: Event | None = None,
+               invariants: tuple[Invariant, ...] = INVARIANTS) -> dict[str, str]:
+    """The invariants ``s`` breaks (``ev`` None) or event ``ev`` breaks in ``s``, with messages."""
+    prog = judged_program(machine, invariants)
+    if ev is None:
+        found = [f for fn in prog.state_checks if (f := fn(s)) is not None]
+    else:
+        found = prog.effects[machine.index(ev)](s)[2]
+    return {invariants[k].name: text for k, text in (_render(prog, f) for f in found)}
+
+
+@dataclass(slots=True)
+class _Found:
+    """A first violation: at which level, in which state, by which event (None: the state)."""
+
+    level: int
+    state: State
+    event: int | None
+    message: str
 
 
 def explore(machine: Machine, *, depth: int | None = None,
@@ -87,83 +130,139 @@ def explore(machine: Machine, *, depth: int | None = None,
             progress: Progress | None = None) -> Result:
     """Explore every state reachable from ``machine.initial()`` within ``depth`` events.
 
-    Checks every state invariant on each new state and every transition invariant on each
-    (state, event) pair; an invariant is no longer checked once it has a counterexample.
+    Judges every state invariant on each new state and every transition invariant on each
+    (state, event) pair; an invariant is no longer judged once it has a counterexample.
     """
     if depth is not None and depth < 1:
         raise UsageError(f"depth must be at least 1, not {depth}")
     start = time.perf_counter()
-    init = machine.initial()
-    parents: Parents = {init: None}
-    found: dict[str, Counterexample] = {}
-    state_pending = [i for i in invariants if i.scope is Scope.STATE]
-    trans_pending = [i for i in invariants if i.scope is Scope.TRANSITION]
+    invs = tuple(invariants)
+    prog = judged_program(machine, invs)
+    events = machine.model.events
+    found: dict[int, _Found] = {}  # invariant index -> first violation, in discovery order
+    memos: list[dict[int, int]] = [{} for _ in events]
+    init = prog.initial
+    # State checks still pending: (invariant index, check, bits it reads, projections judged OK)
+    state_pending = [(k, fn, mask, set[int]())
+                     for (k, _), fn, mask in zip(
+                         [(k, i) for k, i in enumerate(invs) if i.scope is Scope.STATE],
+                         prog.state_checks, prog.check_masks, strict=True)]
 
-    def record(inv: Invariant, message: str, last: State) -> None:
-        steps = _trace(parents, last)
-        found[inv.name] = Counterexample(
-            invariant=inv.name, message=message, initial=init,
-            events=tuple(e for e, _ in steps), states=tuple(s for _, s in steps))
+    def judge_state(s: State, level: int, changed: int) -> None:
+        nonlocal state_pending
+        broken = False
+        for k, fn, mask, ok in state_pending:
+            if changed & mask:
+                p = s & mask
+                if p not in ok:
+                    v = fn(s)
+                    if v is None:
+                        ok.add(p)
+                    else:
+                        found[k] = _Found(level=level, state=s, event=None,
+                                          message=_render(prog, v)[1])
+                        broken = True
+        if broken:
+            state_pending = [p for p in state_pending if p[0] not in found]
 
-    def check_state(state: State) -> None:
-        for inv in list(state_pending):
-            assert inv.state_check is not None
-            message = inv.state_check(machine, state)
-            if message is not None:
-                record(inv, message, state)
-                state_pending.remove(inv)
+    judge_state(init, 0, -1)
+    cache: dict[int, tuple[int, tuple[tuple[int, int, dict[int, int]], ...]]] = {}
+    dead: set[int] = set()
 
-    check_state(init)
-    # Transition invariants still pending, with their checks, by the observation kind judged.
-    judges: list[list[tuple[Invariant, TransitionCheck]]] = [
-        [(i, i.transition_check) for i in trans_pending
-         if k in i.observes and i.transition_check is not None]
-        for k in ObsKind]
-    events, step, observe = machine.events, machine.step, machine.observe
-    frontier = [init]
+    def refresh_dead() -> None:
+        """Events that write nothing and feed only invariants with a counterexample."""
+        dead.clear()
+        dead.update(i for i in range(len(events))
+                    if not prog.write_masks[i] and prog.judged[i] <= found.keys())
+        cache.clear()
+
+    refresh_dead()
+    enabled_of, gmask, effects, kmasks = prog.enabled, prog.guard_mask, prog.effects, prog.key_masks
+    seen = {init * _SPREAD}
+    levels: list[list[int]] = [[init * _SPREAD]]
+    frontier = levels[0]
     level = transitions = 0
+    n = 1
     next_report = PROGRESS_EVERY
     while frontier and (depth is None or level < depth):
-        following: list[State] = []
+        following: list[int] = []
         add = following.append
-        for state in frontier:
-            enabled = events(state)
-            transitions += len(enabled)
-            for ev in enabled:
-                after = step(state, ev)
-                if ev.kind in OBSERVABLE:
-                    obs = observe(state, ev)
-                    assert obs is not None
-                    caught = len(found)
-                    for inv, judge in judges[obs.kind]:
-                        message = judge(machine, state, ev, obs)
-                        if message is not None:
-                            # The trace ends with this event, wherever it leads.
-                            steps_to = [*_trace(parents, state), (ev, after)]
-                            found[inv.name] = Counterexample(
-                                invariant=inv.name, message=message, initial=init,
-                                events=tuple(e for e, _ in steps_to),
-                                states=tuple(s for _, s in steps_to))
-                    if len(found) != caught:
-                        # Pruned after the loop, not during it, so that every invariant
-                        # this transition breaks is recorded at this (shortest) length.
-                        for judged in judges:
-                            judged[:] = [p for p in judged if p[0].name not in found]
-                if after is not state and after not in parents:
-                    parents[after] = (state, ev)
-                    add(after)
-                    if state_pending:
-                        check_state(after)
-            if progress is not None and len(parents) >= next_report:
-                progress(len(parents), level, len(frontier))
-                next_report = len(parents) + PROGRESS_EVERY
+        for spread in frontier:
+            s = spread // _SPREAD
+            key = s & gmask
+            entry = cache.get(key)
+            if entry is None:
+                on = enabled_of(s)
+                entry = cache[key] = (len(on), tuple((i, kmasks[i], memos[i]) for i in on
+                                                     if i not in dead))
+            count, todo = entry
+            transitions += count
+            for i, km, memo in todo:
+                k = s & km
+                d = memo.get(k)
+                if d is None:
+                    after, _, fails = effects[i](s)
+                    d = memo[k] = after ^ s
+                    if fails:
+                        new = False
+                        for f in fails:
+                            inv, text = _render(prog, f)
+                            if inv not in found:
+                                found[inv] = _Found(level=level, state=s, event=i, message=text)
+                                new = True
+                        if new:
+                            refresh_dead()
+                if d:
+                    after = s ^ d
+                    spread = after * _SPREAD
+                    seen.add(spread)
+                    if len(seen) != n:
+                        n += 1
+                        add(spread)
+                        if state_pending:
+                            judge_state(after, level + 1, d)
+            if progress is not None and n >= next_report:
+                progress(n, level, len(frontier))
+                next_report = n + PROGRESS_EVERY
         frontier = following
+        levels.append(following)
         level += 1
     seconds = time.perf_counter() - start
-    verdicts = {i.name: Verdict.FAILS if i.name in found else Verdict.HOLDS for i in invariants}
-    return Result(verdicts=verdicts, counterexamples=found, states=len(parents),
-                  transitions=transitions, depth=level, complete=not frontier,
-                  seconds=seconds)
+    counterexamples = {invs[k].name: _counterexample(machine, prog, memos, levels, invs[k].name, f)
+                       for k, f in found.items()}
+    verdicts = {i.name: Verdict.FAILS if i.name in counterexamples else Verdict.HOLDS
+                for i in invs}
+    return Result(verdicts=verdicts, counterexamples=counterexamples, states=n,
+                  transitions=transitions, depth=level, complete=not frontier, seconds=seconds)
+
+
+def _counterexample(machine: Machine, prog: Program, memos: list[dict[int, int]],
+                    levels: list[list[int]], name: str, f: _Found) -> Counterexample:
+    """The trace to ``f``: each state's parent is the first pair of the level before reaching it."""
+    events = machine.model.events
+    path: list[tuple[int, State]] = []  # (event index, state after it)
+    if f.event is not None:
+        path.append((f.event, prog.effects[f.event](f.state)[0]))
+    target = f.state
+    for lvl in range(f.level - 1, -1, -1):
+        target = _parent(prog, memos, levels[lvl], target, path)
+    path.reverse()
+    return Counterexample(invariant=name, message=f.message, initial=prog.initial,
+                          events=tuple(events[i].event for i, _ in path),
+                          states=tuple(s for _, s in path))
+
+
+def _parent(prog: Program, memos: list[dict[int, int]], level: list[int], target: State,
+            path: list[tuple[int, State]]) -> State:
+    for spread in level:
+        p = spread // _SPREAD
+        for i in prog.enabled(p):
+            d = memos[i].get(p & prog.key_masks[i])
+            after = p ^ d if d is not None else prog.effects[i](p)[0]
+            if after == target:
+                path.append((i, target))
+                return p
+    raise AssertionError("a state of level k+1 has a parent in level k")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,8 +270,13 @@ class DesignCheck:
     """One design explored at some bounds."""
 
     design: Design
-    machine: Machine
+    bounds: Bounds
     result: Result
+
+    @property
+    def machine(self) -> Machine:
+        """The design's machine at these bounds (to replay and print the counterexamples)."""
+        return machine(self.design, self.bounds)
 
     @property
     def as_expected(self) -> bool:
@@ -183,6 +287,5 @@ class DesignCheck:
 def check_design(design: Design, bounds: Bounds = DEFAULT_BOUNDS, *, depth: int | None = None,
                  progress: Progress | None = None) -> DesignCheck:
     """Build ``design``'s machine at ``bounds`` and explore it (see `explore`)."""
-    machine = Machine(design, bounds)
-    return DesignCheck(design=design, machine=machine,
-                       result=explore(machine, depth=depth, progress=progress))
+    return DesignCheck(design=design, bounds=bounds,
+                       result=explore(machine(design, bounds), depth=depth, progress=progress))

@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from msrvirt.check.explore import DesignCheck, check_design
-from msrvirt.check.explore import Progress as ProgressFn
+from msrvirt.check.explore import DesignCheck
+from msrvirt.check.parallel import CheckJob, DesignProgress, check_all, default_processes
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import DESIGNS, Design, design
 from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds
@@ -28,6 +29,15 @@ from msrvirt.report.check import (
     to_json,
     verdict_table,
 )
+from msrvirt.spin.run import check_all_with_spin
+
+
+class Engine(StrEnum):
+    """Which model checker explores the designs (docs/check.md: both read one declaration)."""
+
+    PYTHON = "python"  # msrvirt.check.explore
+    SPIN = "spin"  # the Promela model, run by spin and pan (msrvirt.spin)
+
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -52,8 +62,27 @@ def register(sub: Any) -> None:
                         help="guest values besides the reset value (default %(default)s)")
     parser.add_argument("--depth", type=int, default=None,
                         help="explore at most this many events deep (default: exhaustive)")
+    parser.add_argument("--engine", choices=[e.value for e in Engine], default=Engine.PYTHON.value,
+                        help="msrvirt's explorer, or SPIN on the generated Promela model"
+                        " (needs spin and a C compiler; default %(default)s)")
+    add_jobs_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
+
+
+def add_jobs_option(parser: Any) -> None:
+    """``--jobs N``: designs checked in parallel processes (check and review)."""
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="check up to N designs at once, in parallel processes"
+                        f" (default: the CPU count, {default_processes()} here)")
+
+
+def jobs_of(args: argparse.Namespace) -> int | None:
+    """The ``--jobs`` value, checked (UsageError unless at least 1)."""
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {args.jobs}")
+    jobs: int | None = args.jobs
+    return jobs
 
 
 @contextmanager
@@ -66,16 +95,24 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
         yield bar
 
 
-def _callback(bar: Progress | None, name: str) -> ProgressFn | None:
+def _callbacks(bar: Progress | None) -> tuple[DesignProgress | None,
+                                             Callable[[DesignCheck], None] | None]:
+    """One progress line per design being explored, removed when it is done."""
     if bar is None:
-        return None
-    task = bar.add_task(name, total=None)
+        return None, None
+    tasks: dict[str, TaskID] = {}
 
-    def report(states: int, depth: int, frontier: int) -> None:
-        bar.update(task, description=f"{name}: depth {depth}, {states:,} states,"
-                   f" frontier {frontier:,}")
+    def report(name: str, states: int, depth: int, frontier: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=None)
+        tail = f", frontier {frontier:,}" if frontier >= 0 else ""  # pan does not say
+        bar.update(tasks[name], description=f"{name}: depth {depth}, {states:,} states{tail}")
 
-    return report
+    def done(chk: DesignCheck) -> None:
+        if chk.design.name in tasks:
+            bar.remove_task(tasks.pop(chk.design.name))
+
+    return report, done
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,19 +129,24 @@ def run(args: argparse.Namespace) -> int:
     bounds = Bounds(cpus=args.cpus, tasks=args.tasks, values=args.values)
     if args.depth is not None and args.depth < 1:
         raise UsageError(f"depth must be at least 1, not {args.depth}")
+    jobs = jobs_of(args)
     chosen: list[Design] = (list(DESIGNS.values()) if args.all_designs
                             else [design(n) for n in (args.design or ["v9"])])
-    checks: list[DesignCheck] = []
+    todo = [CheckJob(design=d, bounds=bounds, depth=args.depth) for d in chosen]
+    engine = Engine(args.engine)
     with _progress(sys.stderr.isatty()) as bar:
-        for d in chosen:
-            checks.append(check_design(d, bounds, depth=args.depth,
-                                       progress=_callback(bar, d.name)))
+        report, done = _callbacks(bar)
+        if engine is Engine.SPIN:
+            checks = [r.check for r in check_all_with_spin(todo, processes=jobs, progress=report,
+                                                            done=done)]
+        else:
+            checks = check_all(todo, processes=jobs, progress=report, done=done)
     if args.json:
         print(json.dumps(to_json(checks), indent=2))
     else:
         depth = "exhaustive" if args.depth is None else f"depth {args.depth}"
         out.print(f"bounds: cpus={bounds.cpus} tasks={bounds.tasks} values={bounds.values},"
-                  f" {depth}", highlight=False)
+                  f" {depth}; engine: {engine.value}", highlight=False)
         out.print(verdict_table(checks))
         for chk in checks:
             lines = counterexample_text(chk)

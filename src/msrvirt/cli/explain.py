@@ -8,6 +8,7 @@ from typing import Any
 from msrvirt.api import explain
 from msrvirt.arch.kvm import Backend
 from msrvirt.arch.msrs import MSRS, Family
+from msrvirt.cli import nested
 from msrvirt.cli.options import (
     add_diff_option,
     add_scenario_options,
@@ -16,6 +17,7 @@ from msrvirt.cli.options import (
     resolve_msrs,
     scenario_from_args,
 )
+from msrvirt.errors import UsageError
 from msrvirt.policy.decide import Decision, Outcome
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import Scenario
@@ -27,6 +29,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("explain", help="intercept decision and outcome of each MSR access",
                        description=__doc__)
     add_scenario_options(p)
+    nested.add_nested_options(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--msr", metavar="NAME[,NAME...]",
                        help="MSRs to explain: names, indices or patterns such as IA32_FRED_*"
@@ -56,6 +59,12 @@ def select_msrs(args: argparse.Namespace, s: Scenario) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
+    n = nested.nested_from_args(args, s)
+    if n is not None and args.diff is not None:
+        raise UsageError("explain --diff compares L1's scenarios, not --nested ones"
+                         " (bitmap --nested --diff compares merge lists)")
+    if n is not None:
+        return nested.run_explain(args, n, select_msrs(args, s))
     if args.diff is not None:
         return run_diff(args, s)
     rows = explain(s, select_msrs(args, s))

@@ -10,7 +10,7 @@ from msrvirt.api import LIVE, parse_guest, vary
 from msrvirt.api import filter as load_filter
 from msrvirt.api import msrs as resolve_msrs
 from msrvirt.api import scenario as build_scenario
-from msrvirt.arch.hosts import HOSTS
+from msrvirt.arch.hosts import HOSTS, KvmParams
 from msrvirt.cli import InputPath
 from msrvirt.policy.scenario import Runtime, Scenario
 
@@ -36,13 +36,17 @@ def add_scenario_options(parser: argparse.ArgumentParser) -> None:
                        help="KVM intercept policy (default: fred-v9 on vmx, svm-fred on svm,"
                        " pvm on pvm)")
     group.add_argument("--runtime", default="", metavar="STATE",
-                       help="vCPU runtime state, e.g. spec_ctrl_nonzero,x2apic_mode"
+                       help="VM and vCPU state, e.g. spec_ctrl_nonzero,x2apic_mode,mcg_cap=0x10a"
                        f" (known: {', '.join(Runtime.names())})")
+    group.add_argument("--kvm-param", default="", metavar="NAME=VALUE",
+                       help="KVM module parameters and build options over the host profile's,"
+                       f" e.g. pt_mode=1,enable_pmu=0 (known: {', '.join(KvmParams.names())})")
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     return build_scenario(host=args.host, guest=args.guest, policy=args.policy,
-                          filter=args.filter, exits=args.exits, runtime=args.runtime)
+                          filter=args.filter, exits=args.exits, runtime=args.runtime,
+                          kvm_param=args.kvm_param)
 
 
 def add_diff_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -54,7 +58,8 @@ def add_diff_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def diff_scenario(args: argparse.Namespace, s: Scenario) -> tuple[str, Scenario]:
     """The scenario --diff compares ``s`` with, and its label."""
-    return vary(s, args.diff, guest=args.guest, policy=args.policy)
+    return vary(s, args.diff, guest=args.guest, policy=args.policy,
+                kvm_param=args.kvm_param)
 
 
 def print_json(obj: object) -> None:

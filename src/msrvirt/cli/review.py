@@ -8,9 +8,11 @@ from typing import Any
 from rich.console import Console
 
 from msrvirt.cli import InputPath, OutputPath
+from msrvirt.cli.check import add_jobs_option, jobs_of
 from msrvirt.cli.cost import load_costs
 from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import builtin, rows
+from msrvirt.conform.predict import Scope as PredictionScope
 from msrvirt.conform.predict import predict
 from msrvirt.cost.constants import ExitCosts
 from msrvirt.cost.model import PolicyCost
@@ -22,8 +24,9 @@ from msrvirt.output import check_output, write_output
 from msrvirt.report.cost import cost_json, sweep_plot_png
 from msrvirt.report.review import checks_json, claim_json, claims_table, counts_line, html_report
 from msrvirt.report.tables import console
-from msrvirt.review.claims import judge_all
-from msrvirt.review.evidence import SWEEP_RATES, ConformanceSummary, compute_inputs
+from msrvirt.review.evidence import SWEEP_RATES, ConformanceSummary, ScenarioCount, compute_inputs
+from msrvirt.review.judge import judge_all, load_claims
+from msrvirt.review.kinds import designs_needed
 
 DEFAULT_HTML = "out/review.html"
 
@@ -38,6 +41,7 @@ def register(sub: Any) -> None:
                    help="do not run the conformance corpus on /dev/kvm")
     p.add_argument("--costs", metavar="FILE", type=InputPath,
                    help="per-exit costs from `msrvirt calibrate --out FILE`")
+    add_jobs_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json.md)")
     p.set_defaults(run=run)
 
@@ -57,7 +61,10 @@ def live_conformance(status: Any) -> tuple[ConformanceSummary | None, dict[str, 
             status.update(f"conformance: {ps.name[:50]}")
             result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features))
             got = rows(ps, list(predict(host, result.guest_features, ps)), result.observed)
-            per.append((ps.name, len(got), sum(not r.agree for r in got)))
+            full = [r for r in got if r.predicted.scope is PredictionScope.FULL]
+            per.append(ScenarioCount(name=ps.name, operations=len(got), full_scope=len(full),
+                                     disagreements=sum(not r.agree for r in got),
+                                     full_scope_disagreements=sum(not r.agree for r in full)))
     summary = ConformanceSummary(host=host.description, kernel=fp.kernel_release,
                                  scenarios=tuple(per))
     return summary, fp.to_obj(), f"conformance on {host.description}"
@@ -80,15 +87,18 @@ def run(args: argparse.Namespace) -> int:
     # Before 20 s of work, not after; only the default's directory is made (out/).
     parents = args.html == DEFAULT_HTML
     check_output(args.html, parents=parents)
+    jobs = jobs_of(args)
     exit_costs = load_costs(args.costs)
+    table = load_claims()
     err = Console(stderr=True)
     with err.status("msrvirt review", spinner="dots") as status:
         conformance, fingerprint, note = (None, None, "conformance not run (--no-live)") \
             if args.no_live else live_conformance(status)
-        inputs = compute_inputs(conformance=conformance, exit_costs=exit_costs,
-                                progress=lambda what: status.update(what))
+        inputs = compute_inputs(designs=designs_needed(table.claims), conformance=conformance,
+                                exit_costs=exit_costs, progress=lambda what: status.update(what),
+                                jobs=jobs)
         status.update("claims")
-        claims = judge_all(inputs)
+        claims = judge_all(table.claims, inputs)
         status.update("report")
         per_msr, totals = _cost_table_rows(inputs.costs)
         host_line = note if conformance is None else (
@@ -107,9 +117,13 @@ def run(args: argparse.Namespace) -> int:
             "checks": checks_json(inputs.checks),
             "cost": cost_json(list(inputs.costs.values()), exit_costs),
             "conformance": None if conformance is None else {
-                "scenarios": [{"scenario": n, "operations": k, "disagree": b}
-                              for n, k, b in conformance.scenarios],
+                "scenarios": [{"scenario": sc.name, "operations": sc.operations,
+                               "full_scope": sc.full_scope, "filter_only": sc.filter_only,
+                               "disagree": sc.disagreements}
+                              for sc in conformance.scenarios],
                 "operations": conformance.operations,
+                "full_scope": conformance.full_scope,
+                "filter_only": conformance.operations - conformance.full_scope,
                 "disagreements": conformance.disagreements},
             "html": args.html,
         })

@@ -1,10 +1,11 @@
 """Count the FRED MSR accesses one workload event causes, by driving the checker's machine.
 
 Each kind of workload event (a `Unit`) is the event sequence it implies in the model of
-`msrvirt.machine` (docs/check.md), run with `Machine.step` from a *resting state*: the
-vCPU in guest mode, the guest in kernel mode.  For every guest RDMSR/WRMSR in it,
-`Machine.observe` says whether it ran on the hardware (``direct``) or was intercepted
-(a VM exit, then KVM's emulation, or a #GP when the userspace filter refuses it); after
+`msrvirt.machine` (docs/check.md), run with `Machine.run` from a *resting state*: the
+vCPU in guest mode, the guest in kernel mode.  For every guest RDMSR/WRMSR in it, the
+observation of the same step says whether it ran on the hardware (``direct``) or was
+intercepted (a VM exit, then KVM's emulation, or a #GP when the userspace filter refuses
+it); the state is read through the declared fields (`Machine.get`); after
 an intercepted access the driver re-enters the guest, as KVM does after emulating.
 
 Why counting one unit per kind and scaling by the rates is sound: `explore_units`
@@ -29,10 +30,10 @@ from msrvirt.arch import msrs
 from msrvirt.machine.designs import Design
 from msrvirt.machine.model import (
     BELIEF,
-    C_MODE,
-    C_TASK,
-    G_CPUID,
-    G_RING,
+    CPUID,
+    MODE_OF,
+    RING_OF,
+    TASK_OF,
     VCPU_TASK,
     Bounds,
     Ev,
@@ -40,6 +41,7 @@ from msrvirt.machine.model import (
     GuestCpu,
     Machine,
     Mode,
+    Observation,
     Ring,
     Slot,
     State,
@@ -108,13 +110,9 @@ class ModelError(RuntimeError):
     """The driver and the machine disagree (a bug in msrvirt, never bad input)."""
 
 
-def _mode(s: State, cpu: int) -> int:
-    return s[Machine.cpu_field(cpu, C_MODE)]
-
-
 def _vcpu_cpu(m: Machine, s: State) -> int:
     """The CPU running the guest in a resting state."""
-    found = [c for c in range(m.bounds.cpus) if _mode(s, c) == Mode.GUEST]
+    found = [c for c in range(m.bounds.cpus) if m.get(s, MODE_OF[c]) == Mode.GUEST]
     if len(found) != 1:
         raise ModelError(f"a resting state has the guest on exactly one CPU, not {found}")
     return found[0]
@@ -145,7 +143,7 @@ def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
                                                Ev.VM_ENTRY)]
     # Preemption: the host switches to another task and back on the same CPU (vCPU put and
     # load through the preempt notifiers); migration: the vCPU thread resumes on the other CPU.
-    running = {s[Machine.cpu_field(cpu, C_TASK)] for cpu in range(m.bounds.cpus)}
+    running = {m.get(s, TASK_OF[cpu]) for cpu in range(m.bounds.cpus)}
     other_task = min(t for t in range(m.bounds.tasks) if t not in running)
     target = c if unit is Unit.HOST_PREEMPTION else (c + 1) % m.bounds.cpus
     return [Event(kind=Ev.VM_EXIT, cpu=c),
@@ -154,11 +152,16 @@ def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
             Event(kind=Ev.VM_ENTRY, cpu=target)]
 
 
-def enabled_step(m: Machine, s: State, ev: Event) -> State:
-    """``Machine.step``, after checking that ``ev`` is enabled in ``s`` (ModelError if not)."""
+def enabled_run(m: Machine, s: State, ev: Event) -> tuple[State, tuple[Observation, ...]]:
+    """``Machine.run``, after checking that ``ev`` is enabled in ``s`` (ModelError if not)."""
     if ev not in m.events(s):
         raise ModelError(f"{ev} is not enabled in the state the unit reached")
-    return m.step(s, ev)
+    return m.run(s, ev)
+
+
+def enabled_step(m: Machine, s: State, ev: Event) -> State:
+    """``Machine.step``, after checking that ``ev`` is enabled in ``s`` (ModelError if not)."""
+    return enabled_run(m, s, ev)[0]
 
 
 def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]]:
@@ -173,20 +176,20 @@ def run_unit(m: Machine, s: State, unit: Unit) -> tuple[State, tuple[Count, ...]
         c = _vcpu_cpu(m, s)
         slot = SLOT_OF[action.msr]
         # Every write changes the value, as Linux's do (RSP0 is written only when it differs).
-        value = guest_value(2) if s[BELIEF + slot] == guest_value(1) else guest_value(1)
+        value = guest_value(2) if m.get(s, BELIEF[slot]) == guest_value(1) else guest_value(1)
         ev = Event(kind=Ev.GUEST_WRMSR, cpu=c, slot=slot, value=value)
-        obs = m.observe(s, ev)
-        if obs is None:
-            raise ModelError(f"{ev} was not observed")
+        s, seen = enabled_run(m, s, ev)
+        if len(seen) != 1:
+            raise ModelError(f"{ev} was not observed once")
+        obs = seen[0]
         row = _ROW[action.msr]
-        s = enabled_step(m, s, ev)
         if obs.direct:
             direct[row] += 1
             continue
         exits[row] += 1
         emulations[row] += not obs.faulted
         s = enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=c))  # KVM resumes the guest
-    if s[G_RING] != Ring.KERNEL:
+    if m.get(s, RING_OF) != Ring.KERNEL:
         raise ModelError(f"{unit.name} must end with the guest in kernel mode")
     _vcpu_cpu(m, s)
     return s, tuple(Count(msr=msr, exits=exits[i], emulations=emulations[i], direct=direct[i])
@@ -197,7 +200,7 @@ def warm_state(m: Machine, guest_shstk: bool) -> State:
     """The first resting state: CPUID set, KVM_RUN on CPU 0, VM entry; guest kernel mode."""
     s = m.initial()
     cpuid = GuestCpu.FRED_SHSTK if guest_shstk else GuestCpu.FRED
-    if s[G_CPUID] != cpuid:
+    if m.get(s, CPUID) != cpuid:
         s = enabled_step(m, s, Event(kind=Ev.SET_CPUID, choice=cpuid))
     s = enabled_step(m, s, Event(kind=Ev.KVM_RUN, cpu=0))
     return enabled_step(m, s, Event(kind=Ev.VM_ENTRY, cpu=0))

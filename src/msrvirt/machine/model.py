@@ -12,35 +12,71 @@ docs/check.md lists every abstraction and why it is sound.  In short:
 - Every event delivery is modelled together with its return (ERETS/ERETU), so the current
   stack level between events is always the one of the interrupted context.
 
-A state is a flat tuple of small ints (hashable, cheap to copy, so the explorer can keep
-millions of them); `Machine.fields` names each position.  ``step`` is pure.
+The model is one declaration in the language of `msrvirt.machine.spec`: the fields
+(`FIELDS`), the events (`declare` builds every instance for a design and bounds, each
+with its enabling condition and its effect) and the expressions the invariants and the
+cost model ask about (`kvm_get`, `host_needs`, `filter_allows`...).  `Machine` compiles
+it (`msrvirt.machine.codegen`) and steps packed states; `msrvirt.check.promela` writes
+the same declaration as Promela.  To add a field, declare a `Field` and list it in
+`FIELDS`; to add an event, add an `Ev` kind and its instances in `declare`; a design's
+variations are Python conditionals on the `Design` while declaring (docs/check.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum, IntEnum
-from operator import itemgetter
-from typing import NamedTuple
+from enum import IntEnum
+from functools import lru_cache
+from typing import NamedTuple, cast
 
+from msrvirt.arch import msrs
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access
-from msrvirt.arch.msrs import display_name
 from msrvirt.errors import UsageError
+from msrvirt.machine.codegen import Program, compile_program
 from msrvirt.machine.designs import Design, Fault, PutSync
+from msrvirt.machine.spec import (
+    FLAG,
+    Const,
+    Domain,
+    EventDecl,
+    Expr,
+    Field,
+    Group,
+    HasBits,
+    Model,
+    Observe,
+    Stmt,
+    Var,
+    add,
+    all_of,
+    any_of,
+    assign,
+    cond,
+    enum_domain,
+    eq,
+    flatten,
+    ge,
+    layout,
+    ne,
+    not_,
+    select,
+    table,
+    when,
+)
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.scenario import Scenario
 
-State = tuple[int, ...]
+State = int  # a packed state (`msrvirt.machine.codegen.Layout`)
 
 HOST_PROFILE = "intel-fred"  # FRED with CET: the host the seed targets (fred-arch-facts.md 1)
 
 
 class Slot(IntEnum):
-    """A modelled MSR, by its position in a CPU's hardware block and in the guest's beliefs."""
+    """A modelled MSR, by its position among the hardware MSRs and the guest's beliefs."""
 
     RSP0 = 0
     RSP1 = 1
@@ -51,18 +87,20 @@ class Slot(IntEnum):
 
     @property
     def msr(self) -> int:
-        """The architectural MSR index (fred-arch-facts.md section 2)."""
+        """The architectural MSR index, from the MSR table (fred-arch-facts.md section 2)."""
         return _SLOT_MSR[self]
 
     @property
     def label(self) -> str:
-        return display_name(self.msr)
+        return msrs.display_name(self.msr)
 
 
-_SLOT_MSR = {Slot.RSP0: 0x1CC, Slot.RSP1: 0x1CD, Slot.STKLVLS: 0x1D0, Slot.SSP1: 0x1D1,
-             Slot.CONFIG: 0x1D4, Slot.PL0_SSP: 0x6A4}
+_SLOT_MSR = {slot: msrs.resolve_index(name) for slot, name in (
+    (Slot.RSP0, "IA32_FRED_RSP0"), (Slot.RSP1, "IA32_FRED_RSP1"),
+    (Slot.STKLVLS, "IA32_FRED_STKLVLS"), (Slot.SSP1, "IA32_FRED_SSP1"),
+    (Slot.CONFIG, "IA32_FRED_CONFIG"), (Slot.PL0_SSP, "IA32_PL0_SSP"))}
 SLOTS = tuple(Slot)
-# The MSRs with VMCS guest/host fields (kvm-msr-facts.md section 8); VMCS index = slot - 1.
+# The MSRs with VMCS guest/host fields (kvm-msr-facts.md section 8).
 VMCS_SLOTS = (Slot.RSP1, Slot.STKLVLS, Slot.SSP1, Slot.CONFIG)
 
 
@@ -120,7 +158,8 @@ class FilterChoice(IntEnum):
 _FILTERS = {
     FilterChoice.NONE: NO_FILTER,
     FilterChoice.DENY_FRED: MsrFilter(ranges=(
-        FilterRange(flags=int(Access.RW), base=0x1CC, nmsrs=9, allow_bits=bytes(8)),)),
+        FilterRange(flags=int(Access.RW), base=msrs.FRED_MSRS[0].index,
+                    nmsrs=len(msrs.FRED_MSRS), allow_bits=bytes(8)),)),
 }
 
 
@@ -166,27 +205,13 @@ class ObsKind(IntEnum):
 
 
 class Observation(NamedTuple):
-    """What one event consumed or returned: (slot, value) pairs, and how the access went.
-
-    A NamedTuple rather than a frozen dataclass: the explorer builds one per observable
-    transition (millions per run) and a tuple is several times cheaper to construct.
-    """
+    """What one event consumed or returned: (slot, value) pairs, and how the access went."""
 
     kind: ObsKind
     cpu: int
     values: tuple[tuple[Slot, int], ...]  # consumed by a delivery; returned/stored by an access
     direct: bool = False  # the access ran on the hardware MSR without a VM exit
     faulted: bool = False  # the access got #GP (filter denial), no value moved
-
-
-# Module-level aliases: attribute lookups on an enum class cost ~50 ns each in the hot path.
-_RSP0, _RSP1, _STKLVLS, _SSP1, _CONFIG, _PL0_SSP = SLOTS
-_HOST_USER_EVENT, _HOST_EXCEPTION = Ev.HOST_USER_EVENT, Ev.HOST_EXCEPTION
-_GUEST_RDMSR, _GUEST_WRMSR = Ev.GUEST_RDMSR, Ev.GUEST_WRMSR
-_GUEST_EVENT_RING3, _GUEST_EVENT_RING0 = Ev.GUEST_EVENT_RING3, Ev.GUEST_EVENT_RING0
-_HOST_DELIVERY, _GUEST_DELIVERY = ObsKind.HOST_DELIVERY, ObsKind.GUEST_DELIVERY
-_GUEST_READ, _GUEST_WRITE = ObsKind.GUEST_READ, ObsKind.GUEST_WRITE
-_FRED_SHSTK = int(GuestCpu.FRED_SHSTK)
 
 
 # -- symbolic values ---------------------------------------------------------------------------
@@ -239,54 +264,6 @@ def task_name(task: int) -> str:
     return "vcpu" if task == VCPU_TASK else f"T{task}"
 
 
-# -- state layout --------------------------------------------------------------------------------
-# Globals, then VMCS guest fields, VMCS host fields, guest beliefs, then one block per CPU.
-G_CPUID = 0  # GuestCpu
-G_FILTER = 1  # FilterChoice installed
-G_BITMAP = 2  # intercept bits of the slots: bit 2*slot = read, 2*slot+1 = write
-G_REQ = 3  # 1: recomputation requested (KVM_REQ_MSR_FILTER_CHANGED), done at the next entry
-G_LOCKED = 4  # 1: the vCPU ran or was configured, KVM_SET_CPUID2 may no longer change CPUID
-G_VMCS_CPU = 5  # CPU the VMCS was last loaded on, -1 before the first load
-G_LOADED = 6  # CPU holding the guest's RSP0/CET state (guest_state_loaded), -1 if none
-G_PARKED = 7  # Parked: where the vCPU thread is while off-CPU (USER while on a CPU)
-G_RING = 8  # Ring of the guest
-G_SOFT_RSP0 = 9  # msr_guest_fred_rsp0
-G_FALLBACK = 10  # fred_ssp0_fallback
-G_XSAVE_PL0 = 11  # PL0_SSP in the guest's XSAVE CET supervisor state
-VMCS_GUEST = 12  # + VMCS index (slot - 1)
-VMCS_HOST = VMCS_GUEST + len(VMCS_SLOTS)
-BELIEF = VMCS_HOST + len(VMCS_SLOTS)  # + slot: the guest's current value of each MSR
-CPU_BASE = BELIEF + len(SLOTS)
-C_MODE, C_TASK, C_CACHE, C_HW = 0, 1, 2, 3  # offsets in a CPU block; C_HW + slot
-CPU_STRIDE = C_HW + len(SLOTS)
-
-
-
-class FieldKind(Enum):
-    """What a state position holds, so that traces can print it."""
-
-    VALUE = "an MSR value symbol (value_name)"
-    CPUID = "a GuestCpu"
-    FILTER = "a FilterChoice"
-    BITMAP = "intercept bits of the slots (G_BITMAP)"
-    FLAG = "0 or 1"
-    CPU = "a CPU number, -1 for none"
-    PARKED = "a Parked"
-    RING = "a Ring"
-    MODE = "a Mode"
-    TASK = "a task number (task_name)"
-
-
-_GLOBAL_FIELDS = (
-    ("guest cpuid", FieldKind.CPUID), ("msr filter", FieldKind.FILTER),
-    ("msr bitmap", FieldKind.BITMAP), ("recalc request", FieldKind.FLAG),
-    ("cpuid locked", FieldKind.FLAG), ("vmcs on", FieldKind.CPU),
-    ("guest state loaded on", FieldKind.CPU), ("vcpu thread parked", FieldKind.PARKED),
-    ("guest ring", FieldKind.RING), ("msr_guest_fred_rsp0", FieldKind.VALUE),
-    ("fred_ssp0_fallback", FieldKind.VALUE), ("guest xsave PL0_SSP", FieldKind.VALUE),
-)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bounds:
     """The size of the modelled system: CPUs, host tasks (vCPU thread included), guest values."""
@@ -308,408 +285,438 @@ class Bounds:
 DEFAULT_BOUNDS = Bounds()
 
 
-def _mask_bit(slot: Slot, access: Access) -> int:
+# -- domains -------------------------------------------------------------------------------------
+
+
+def _symbols(b: Bounds) -> tuple[int, ...]:
+    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP,
+            *(exc_stack(c) for c in range(b.cpus)), *(stack_top(t) for t in range(b.tasks)),
+            *(guest_value(k) for k in range(b.values + 1)))
+
+
+def _bit(slot: Slot, access: Access) -> int:
+    """The BITMAP bit of one intercept: 2*slot for reads, 2*slot+1 for writes."""
     return 1 << (2 * slot + (1 if access is Access.W else 0))
 
 
-_READ_BIT = tuple(_mask_bit(slot, Access.R) for slot in Slot)  # indexed by slot
-_BIT = {a: tuple(_mask_bit(slot, a) for slot in Slot) for a in (Access.R, Access.W)}
+def bitmap_text(bits: int) -> str:
+    """The modelled intercept bits in words, e.g. ``intercepts PL0_SSP/rw``."""
+    parts = []
+    for slot in SLOTS:
+        dirs = "".join(d for d, a in (("r", Access.R), ("w", Access.W)) if bits & _bit(slot, a))
+        if dirs:
+            parts.append(f"{slot.label.removeprefix('IA32_')}/{dirs}")
+    return "intercepts " + (" ".join(parts) if parts else "none")
 
 
-def _intercept_bits(found: Intercepts) -> int:
-    """The G_BITMAP bits of the modelled MSRs in one recomputation's bitmap."""
-    return sum(_mask_bit(slot, access) for slot in SLOTS for access in (Access.R, Access.W)
-               if found.intercepted(slot.msr, access))
+_MODE_TEXT = {Mode.HOST_USER: "host user", Mode.KVM: "KVM", Mode.GUEST: "guest"}
+_CPUID_TEXT = {GuestCpu.FRED_SHSTK: "FRED+SHSTK", GuestCpu.FRED: "FRED"}
+_FILTER_TEXT = {FilterChoice.NONE: "none", FilterChoice.DENY_FRED: "deny FRED MSRs"}
+
+VALUE = Domain(name="value", values=_symbols, text=value_name)
+CPU_OR_NONE = Domain(name="cpu", values=lambda b: tuple(range(-1, b.cpus)),
+                     text=lambda v: "-" if v < 0 else f"cpu{v}")
+TASK = Domain(name="task", values=lambda b: tuple(range(b.tasks)), text=task_name)
+BITMAP = Domain(name="bitmap", values=lambda _b: tuple(range(1 << (2 * len(SLOTS)))),
+                text=bitmap_text)
+MODE = enum_domain(Mode, lambda v: _MODE_TEXT[Mode(v)])
+RING = enum_domain(Ring, lambda v: f"ring {v}")
+PARKED = enum_domain(Parked)
+GUEST_CPU = enum_domain(GuestCpu, lambda v: _CPUID_TEXT[GuestCpu(v)])
+FILTER_CHOICE = enum_domain(FilterChoice, lambda v: _FILTER_TEXT[FilterChoice(v)])
+
+
+# -- fields --------------------------------------------------------------------------------------
+
+_G0 = guest_value(0)
+_HOST_FIXED = {Slot.RSP0: INVALID, Slot.STKLVLS: HOST_STKLVLS, Slot.SSP1: HOST_SSP,
+               Slot.CONFIG: HOST_CONFIG, Slot.PL0_SSP: HOST_PL0_SSP}
+
+
+def _cpu(cpu: int | None) -> int:
+    assert cpu is not None, "a per-CPU field's initial value gets its CPU"
+    return cpu
+
+
+def _hw_initial(cpu: int | None, slot: Slot) -> int:
+    cpu = _cpu(cpu)
+    if slot is Slot.RSP0:
+        return stack_top(cpu)  # task i starts on CPU i, back in user mode
+    if slot is Slot.RSP1:
+        return exc_stack(cpu)
+    return _HOST_FIXED[slot]
+
+
+def _machine(name: str, domain: Domain, initial: int, doc: str) -> Field:
+    return Field(name=name, domain=domain, initial=initial, doc=doc)
+
+
+CPUID = _machine("guest cpuid", GUEST_CPU, GuestCpu.FRED_SHSTK, "the CPUID the VMM set").var
+FILTER = _machine("msr filter", FILTER_CHOICE, FilterChoice.NONE, "the filter installed").var
+# Initial value: the design's bitmap for the initial CPUID and filter (set by `declare`).
+BITMAP_BITS = _machine("msr bitmap", BITMAP, 0, "intercept bits of the slots (_bit)").var
+REQ = _machine("recalc request", FLAG, 0,
+               "KVM_REQ_MSR_FILTER_CHANGED pending: recompute at the next VM entry").var
+LOCKED = _machine("cpuid locked", FLAG, 0,
+                  "the vCPU ran or was configured: KVM_SET_CPUID2 may not change CPUID").var
+VMCS_CPU = _machine("vmcs on", CPU_OR_NONE, -1, "CPU the VMCS was last loaded on").var
+LOADED = _machine("guest state loaded on", CPU_OR_NONE, -1,
+                  "CPU holding the guest's RSP0/CET state (guest_state_loaded)").var
+PARKED_AT = _machine("vcpu thread parked", PARKED, Parked.USER,
+                     "where the vCPU thread is while off-CPU (USER while on a CPU)").var
+RING_OF = _machine("guest ring", RING, Ring.KERNEL, "the guest's privilege level").var
+SOFT_RSP0 = _machine("msr_guest_fred_rsp0", VALUE, _G0, "KVM's software copy of RSP0").var
+FALLBACK = _machine("fred_ssp0_fallback", VALUE, _G0, "PL0_SSP of a guest without SHSTK").var
+XSAVE_PL0 = _machine("guest xsave PL0_SSP", VALUE, _G0,
+                     "PL0_SSP in the guest's XSAVE CET supervisor state").var
+VMCS_GUEST = Field(name="vmcs guest {key}", domain=VALUE, keys=VMCS_SLOTS, initial=_G0,
+                   doc="guest-state VMCS fields (guest fields start at 0: the reset value)")
+VMCS_HOST = Field(name="vmcs host {key}", domain=VALUE, keys=VMCS_SLOTS,
+                  initial=lambda _c, slot: _HOST_FIXED.get(slot, INVALID),
+                  doc="host-state VMCS fields; RSP1 is per CPU, written at the first load")
+BELIEF = Field(name="guest's {key}", domain=VALUE, keys=SLOTS, initial=_G0,
+               doc="the value the guest believes each MSR holds (its last write)")
+MODE_OF = Field(name="runs", domain=MODE, group=Group.CPU, initial=Mode.HOST_USER,
+                doc="what the CPU runs")
+TASK_OF = Field(name="task", domain=TASK, group=Group.CPU, initial=lambda c, _k: _cpu(c),
+                doc="the task running on the CPU (task i starts on CPU i)")
+CACHE = Field(name="fred_rsp0 cache", domain=VALUE, group=Group.CPU,
+              initial=lambda c, _k: stack_top(_cpu(c)), doc="the per-CPU fred_rsp0 cache")
+HW = Field(name="{key}", domain=VALUE, group=Group.CPU, keys=SLOTS, initial=_hw_initial,
+           doc="the hardware MSRs")
+
+FIELDS: tuple[Field, ...] = (
+    CPUID.field, FILTER.field, BITMAP_BITS.field, REQ.field, LOCKED.field, VMCS_CPU.field,
+    LOADED.field, PARKED_AT.field, RING_OF.field, SOFT_RSP0.field, FALLBACK.field,
+    XSAVE_PL0.field, VMCS_GUEST, VMCS_HOST, BELIEF, MODE_OF, TASK_OF, CACHE, HW)
+
+
+# -- expressions the effects, the invariants and the cost model share ---------------------------
+
+
+def _const(v: int) -> Expr:
+    """A value symbol as a constant."""
+    return Const(v, VALUE)
+
+
+def shstk() -> Expr:
+    """The guest has shadow stacks (its CET state lives in XSAVE, not the fallback)."""
+    return eq(CPUID, GuestCpu.FRED_SHSTK)
+
+
+def top_of(task: Expr) -> Expr:
+    """The stack top of the task ``task`` evaluates to."""
+    return add(task, _TOP, VALUE)
+
+
+def is_guest(value: Expr) -> Expr:
+    return ge(value, _GUEST)
+
+
+def in_guest(cpu: int) -> Expr:
+    return eq(MODE_OF[cpu], Mode.GUEST)
+
+
+def any_in_guest(b: Bounds) -> Expr:
+    return any_of(*(in_guest(c) for c in range(b.cpus)))
+
+
+def intercepted(slot: Slot, access: Access) -> Expr:
+    """The MSR bitmap intercepts ``access`` to ``slot``."""
+    return HasBits(BITMAP_BITS, _bit(slot, access))
+
+
+def filter_allows(slot: Slot, access: Access) -> Expr:
+    """The installed userspace filter lets a guest ``access`` to ``slot`` through."""
+    return all_of(*(ne(FILTER, f) for f in FilterChoice
+                    if not f.msr_filter.allows(slot.msr, access)))
+
+
+def host_needs(slot: Slot, cpu: int) -> Expr:
+    """The value the host kernel needs in ``slot`` on ``cpu`` (kvm-msr-facts.md 7, 8).
+
+    RSP0: the running task's stack top; RSP1: the CPU's exception stack; the rest fixed.
+    """
+    if slot is Slot.RSP0:
+        return top_of(TASK_OF[cpu])
+    if slot is Slot.RSP1:
+        return _const(exc_stack(cpu))
+    return _const(_HOST_FIXED[slot])
+
+
+def at_loaded(b: Bounds, slot: Slot) -> Expr:
+    """The hardware ``slot`` of the CPU holding the guest state (a dynamic index)."""
+    return select(LOADED, [(c, HW[c, slot]) for c in range(b.cpus)])
+
+
+def kvm_get(design: Design, b: Bounds, slot: Slot) -> Expr:
+    """__kvm_get_msr for a FRED MSR or PL0_SSP: what KVM_GET_MSRS returns."""
+    if slot is Slot.RSP0:
+        if Fault.GET_RSP0_SOFT in design.faults:
+            return SOFT_RSP0
+        return cond(eq(LOADED, -1), SOFT_RSP0, at_loaded(b, Slot.RSP0))
+    if slot is Slot.PL0_SSP:
+        return cond(not_(shstk()), FALLBACK, cond(eq(LOADED, -1), XSAVE_PL0,
+                                                  at_loaded(b, Slot.PL0_SSP)))
+    return VMCS_GUEST[slot]
+
+
+# -- statements: the kernel and KVM code the events run ------------------------------------------
+
+
+def exit_to_user(c: int) -> Stmt:
+    """arch_exit_to_user_mode_prepare: rewrite RSP0 and the cache if the cache differs."""
+    top = top_of(TASK_OF[c])
+    return when(ne(CACHE[c], top), assign(HW[c, Slot.RSP0], top), assign(CACHE[c], top))
+
+
+def vcpu_load(d: Design, c: int) -> Stmt:
+    """vmx_vcpu_load: move the VMCS to ``c`` and write its per-CPU host fields."""
+    write: Stmt = assign(VMCS_HOST[Slot.RSP1], _const(exc_stack(c)))
+    if Fault.HOST_FIELDS_ONCE in d.faults:
+        write = when(eq(VMCS_CPU, -1), write)
+    return when(ne(VMCS_CPU, c), write, assign(VMCS_CPU, c))
+
+
+def vcpu_put(d: Design, c: int) -> Stmt:
+    """vmx_prepare_switch_to_host: save the guest's RSP0 (and CET state), fix the cache."""
+    body: list[Stmt] = [assign(SOFT_RSP0, HW[c, Slot.RSP0])]
+    if d.put_sync is PutSync.SYNC:
+        body.append(assign(CACHE[c], SOFT_RSP0))
+    elif d.put_sync is PutSync.INVALIDATE:
+        body.append(assign(CACHE[c], _const(INVALID)))
+    # XSAVES of the guest FPU state; the host's XRSTORS leaves CET_S alone, so the guest
+    # value stays in the MSR (the host kernel does not use it).
+    body.append(when(shstk(), assign(XSAVE_PL0, HW[c, Slot.PL0_SSP])))
+    body.append(assign(LOADED, -1))
+    return when(eq(LOADED, c), body)
+
+
+def load_guest_state(c: int) -> Stmt:
+    """vmx_prepare_switch_to_guest, once per load: guest RSP0 (and CET state) to the MSRs."""
+    return when(eq(LOADED, -1), assign(HW[c, Slot.RSP0], SOFT_RSP0),
+                when(shstk(), assign(HW[c, Slot.PL0_SSP], XSAVE_PL0)), assign(LOADED, c))
+
+
+def hw_exit(d: Design, c: int) -> list[Stmt]:
+    """VM exit: save the 8 FRED MSRs to the guest fields, load the host fields, atomically."""
+    kept = set()
+    if Fault.EXIT_KEEPS_GUEST_RSP1 in d.faults:
+        kept.add(Slot.RSP1)
+    if Fault.EXIT_KEEPS_GUEST_STKLVLS_CONFIG in d.faults:
+        kept |= {Slot.STKLVLS, Slot.CONFIG}
+    out: list[Stmt] = []
+    for slot in VMCS_SLOTS:
+        out.append(assign(VMCS_GUEST[slot], HW[c, slot]))
+        if slot not in kept:
+            out.append(assign(HW[c, slot], VMCS_HOST[slot]))
+    out.append(assign(MODE_OF[c], Mode.KVM))
+    return out
+
+
+def kvm_set(b: Bounds, slot: Slot, value: int) -> Stmt | list[Stmt]:
+    """__kvm_set_msr for a FRED MSR or PL0_SSP, guest- or host-initiated."""
+    v = _const(value)
+    if slot is Slot.RSP0:
+        return [assign(SOFT_RSP0, v),
+                *(when(eq(LOADED, c), assign(HW[c, Slot.RSP0], v)) for c in range(b.cpus))]
+    if slot is Slot.PL0_SSP:
+        loaded = [when(eq(LOADED, c), assign(HW[c, Slot.PL0_SSP], v)) for c in range(b.cpus)]
+        return when(not_(shstk()), assign(FALLBACK, v),
+                    orelse=[when(ne(LOADED, -1), loaded, orelse=[assign(XSAVE_PL0, v)])])
+    return assign(VMCS_GUEST[slot], v)
+
+
+def recompute(masks: dict[tuple[int, ...], int], cpuid: Expr) -> Stmt:
+    """vmx_recalc_msr_intercepts: the bitmap compute_intercepts gives for CPUID and filter."""
+    return assign(BITMAP_BITS, table((cpuid, FILTER), masks, BITMAP))
+
+
+def _delivery(kind: ObsKind, c: int, used: Sequence[Slot], with_shstk: Slot) -> Stmt:
+    """An event delivery observing what it consumes; ``with_shstk`` too with shadow stacks."""
+    plain = tuple((s, HW[c, s]) for s in used)
+    return when(shstk(), Observe(kind=kind, cpu=c, items=(*plain, (with_shstk, HW[c, with_shstk]))),
+                orelse=[Observe(kind=kind, cpu=c, items=plain)])
+
+
+# -- the declaration -----------------------------------------------------------------------------
+
+
+def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
+    """The BITMAP bits compute_intercepts gives for every (GuestCpu, FilterChoice)."""
+    hostp = host(HOST_PROFILE)
+    out: dict[tuple[int, ...], int] = {}
+    for cpu in GuestCpu:
+        for flt in FilterChoice:
+            found: Intercepts = compute_intercepts(Scenario(
+                host=hostp, guest=cpu.features, policy=d.policy, filter=flt.msr_filter))
+            out[int(cpu), int(flt)] = sum(_bit(s, a) for s in SLOTS for a in (Access.R, Access.W)
+                                          if found.intercepted(s.msr, a))
+    return out
+
+
+def declare(d: Design, b: Bounds) -> Model:
+    """Every event of design ``d`` at bounds ``b``, in the order the explorers enumerate them.
+
+    Per CPU: VM exit, the guest kernel's RDMSR/WRMSR/NMI/ERETU, the guest's ring-3 event,
+    the host's NMI and user event, context switches, then KVM_RUN's events (VM entry,
+    return) and the VMM's (KVM_RUN, KVM_SET_MSRS); then the VM ioctls (filter, CPUID).
+    """
+    masks = intercept_masks(d)
+    values = [guest_value(k) for k in range(1, b.values + 1)]
+    events: list[EventDecl] = []
+
+    def event(guard: Expr, *effect: Stmt | Iterable[Stmt], **what: object) -> None:
+        events.append(EventDecl(event=Event(**what), guard=guard,  # type: ignore[arg-type]
+                                effect=flatten(effect)))
+
+    for c in range(b.cpus):
+        guest, host_side = in_guest(c), ne(MODE_OF[c], Mode.GUEST)
+        kernel = all_of(guest, eq(RING_OF, Ring.KERNEL))
+        event(guest, hw_exit(d, c), kind=Ev.VM_EXIT, cpu=c)
+        for slot in SLOTS:
+            read = Observe(kind=ObsKind.GUEST_READ, cpu=c, items=((slot, kvm_get(d, b, slot)),))
+            event(kernel, when(
+                intercepted(slot, Access.R),
+                hw_exit(d, c),  # emulation (or #GP) changes nothing else
+                when(filter_allows(slot, Access.R), read,
+                     orelse=[Observe(kind=ObsKind.GUEST_READ, cpu=c, faulted=True)]),
+                orelse=[Observe(kind=ObsKind.GUEST_READ, cpu=c, items=((slot, HW[c, slot]),),
+                                direct=True)]),
+                kind=Ev.GUEST_RDMSR, cpu=c, slot=slot)
+        for slot in SLOTS:
+            for v in values:
+                item = ((slot, _const(v)),)
+                event(kernel, when(
+                    intercepted(slot, Access.W),
+                    hw_exit(d, c),
+                    when(filter_allows(slot, Access.W),
+                         Observe(kind=ObsKind.GUEST_WRITE, cpu=c, items=item),
+                         kvm_set(b, slot, v), assign(BELIEF[slot], _const(v)),
+                         # else: KVM_MSR_RET_FILTERED, #GP injected, nothing stored
+                         orelse=[Observe(kind=ObsKind.GUEST_WRITE, cpu=c, faulted=True)]),
+                    orelse=[Observe(kind=ObsKind.GUEST_WRITE, cpu=c, items=item, direct=True),
+                            assign(HW[c, slot], _const(v)), assign(BELIEF[slot], _const(v))]),
+                    kind=Ev.GUEST_WRMSR, cpu=c, slot=slot, value=v)
+        event(kernel, _delivery(ObsKind.GUEST_DELIVERY, c, (Slot.STKLVLS, Slot.CONFIG, Slot.RSP1),
+                                Slot.SSP1), kind=Ev.GUEST_EVENT_RING0, cpu=c)
+        event(kernel, assign(RING_OF, Ring.USER), kind=Ev.GUEST_ERETU, cpu=c)
+        event(all_of(guest, eq(RING_OF, Ring.USER)),
+              _delivery(ObsKind.GUEST_DELIVERY, c, (Slot.RSP0, Slot.CONFIG), Slot.PL0_SSP),
+              assign(RING_OF, Ring.KERNEL), kind=Ev.GUEST_EVENT_RING3, cpu=c)
+        event(host_side, Observe(kind=ObsKind.HOST_DELIVERY, cpu=c, items=tuple(
+            (s, HW[c, s]) for s in (Slot.STKLVLS, Slot.CONFIG, Slot.RSP1))),
+            kind=Ev.HOST_EXCEPTION, cpu=c)
+        event(eq(MODE_OF[c], Mode.HOST_USER), Observe(kind=ObsKind.HOST_DELIVERY, cpu=c, items=(
+            (Slot.RSP0, HW[c, Slot.RSP0]), (Slot.CONFIG, HW[c, Slot.CONFIG]))),
+            exit_to_user(c), kind=Ev.HOST_USER_EVENT, cpu=c)
+        for t in range(b.tasks):
+            off_cpu = all_of(*(ne(TASK_OF[o], t) for o in range(b.cpus)))
+            switch_in = ([when(eq(PARKED_AT, Parked.KVM),
+                               vcpu_load(d, c), assign(MODE_OF[c], Mode.KVM),  # kvm_sched_in
+                               orelse=[assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)]),
+                          assign(PARKED_AT, Parked.USER)]  # canonical while on a CPU
+                         if t == VCPU_TASK else
+                         [assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)])
+            event(all_of(host_side, off_cpu),
+                  when(eq(TASK_OF[c], VCPU_TASK),
+                       when(eq(MODE_OF[c], Mode.KVM),
+                            vcpu_put(d, c), assign(PARKED_AT, Parked.KVM),  # kvm_sched_out
+                            orelse=[assign(PARKED_AT, Parked.USER)])),
+                  assign(TASK_OF[c], t), switch_in, kind=Ev.CONTEXT_SWITCH, cpu=c, task=t)
+        vcpu_thread = eq(TASK_OF[c], VCPU_TASK)
+        in_kvm = all_of(vcpu_thread, eq(MODE_OF[c], Mode.KVM))
+        event(in_kvm, when(eq(REQ, 1), recompute(masks, CPUID), assign(REQ, 0)),
+              load_guest_state(c),
+              [] if Fault.ENTRY_SKIPS_GUEST_FRED in d.faults else
+              [assign(HW[c, s], VMCS_GUEST[s]) for s in VMCS_SLOTS],
+              assign(MODE_OF[c], Mode.GUEST), kind=Ev.VM_ENTRY, cpu=c)
+        event(in_kvm, vcpu_put(d, c),
+              [] if Fault.NO_RSP0_RESTORE_AFTER_RUN in d.faults else [exit_to_user(c)],
+              assign(MODE_OF[c], Mode.HOST_USER), kind=Ev.KVM_RUN_RETURN, cpu=c)
+        in_vmm = all_of(vcpu_thread, eq(MODE_OF[c], Mode.HOST_USER))
+        event(in_vmm, assign(LOCKED, 1), vcpu_load(d, c), assign(MODE_OF[c], Mode.KVM),
+              kind=Ev.KVM_RUN, cpu=c)
+        for slot in SLOTS:
+            for v in values:
+                event(in_vmm, assign(LOCKED, 1), vcpu_load(d, c),
+                      kvm_set(b, slot, v),  # host-initiated: the filter does not apply
+                      assign(BELIEF[slot], _const(v)), vcpu_put(d, c), exit_to_user(c),
+                      kind=Ev.KVM_SET_MSRS, cpu=c, slot=slot, value=v)
+    # KVM kicks a vCPU out of guest mode when the filter changes, so the VMM's change is
+    # modelled while the vCPU is outside guest mode (docs/check.md).
+    outside = not_(any_in_guest(b))
+    for f in FilterChoice:
+        event(all_of(outside, ne(FILTER, f)), assign(FILTER, f),
+              [] if Fault.FILTER_NO_RECALC in d.faults else [assign(REQ, 1)],
+              kind=Ev.SET_FILTER, choice=int(f))
+    for g in GuestCpu:
+        event(all_of(outside, eq(LOCKED, 0), ne(CPUID, g)), assign(CPUID, g),
+              [] if Fault.CPUID_NO_RECALC in d.faults else [recompute(masks, Const(int(g)))],
+              kind=Ev.SET_CPUID, choice=int(g))
+    variables = layout(FIELDS, b.cpus)
+    initial = tuple(masks[GuestCpu.FRED_SHSTK, FilterChoice.NONE] if v == BITMAP_BITS
+                    else v.field.initial_value(v.cpu, v.key) for v in variables)
+    return Model(variables=variables, initial=initial, events=tuple(events), bounds=b)
+
+
+
+# -- the compiled machine ------------------------------------------------------------------------
 
 
 class Machine:
-    """A design at some bounds: initial state, enabled events, ``step`` and ``observe``.
+    """A design at some bounds: the declaration (`model`), compiled (`program`), and its queries.
 
-    Everything is pure; the object only holds precomputed tables (the bitmaps
-    `compute_intercepts` gives for each guest CPUID and filter, and the event objects).
+    States are packed ints (`msrvirt.machine.codegen.Layout`); everything is pure, the object
+    only holds the compiled tables.
     """
 
     def __init__(self, design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.design = design
         self.bounds = bounds
-        self._sync = design.put_sync
-        # Faults as plain booleans: the step functions test them millions of times.
-        faults = design.faults
-        # Host values a faulty VM exit leaves unloaded (the guest's stay in the MSRs).
-        self._kept_on_exit = frozenset(
-            ({Slot.RSP1} if Fault.EXIT_KEEPS_GUEST_RSP1 in faults else set())
-            | ({Slot.STKLVLS, Slot.CONFIG}
-               if Fault.EXIT_KEEPS_GUEST_STKLVLS_CONFIG in faults else set()))
-        self._skip_guest_load = Fault.ENTRY_SKIPS_GUEST_FRED in faults
-        self._no_restore_after_run = Fault.NO_RSP0_RESTORE_AFTER_RUN in faults
-        self._get_soft_rsp0 = Fault.GET_RSP0_SOFT in faults
-        self._filter_no_recalc = Fault.FILTER_NO_RECALC in faults
-        self._cpuid_no_recalc = Fault.CPUID_NO_RECALC in faults
-        self._host_fields_once = Fault.HOST_FIELDS_ONCE in faults
-        hostp = host(HOST_PROFILE)
-        # The model's bitmap bits for every (CPUID, filter), from the policy module.
-        # Indexed [GuestCpu][FilterChoice]; bits as in G_BITMAP.
-        self._masks = tuple(
-            tuple(_intercept_bits(compute_intercepts(Scenario(
-                host=hostp, guest=cpu.features, policy=design.policy, filter=flt.msr_filter)))
-                for flt in FilterChoice)
-            for cpu in GuestCpu)
-        # Bits (as in G_BITMAP) of the accesses each filter denies.
-        self._denied = tuple(
-            sum(_mask_bit(slot, access) for slot in SLOTS for access in (Access.R, Access.W)
-                if not flt.msr_filter.allows(slot.msr, access))
-            for flt in FilterChoice)
-        # The host's own value of each slot per CPU; RSP0 depends on the task (host_values).
-        self._host_values = tuple(
-            (INVALID, exc_stack(c), HOST_STKLVLS, HOST_SSP, HOST_CONFIG, HOST_PL0_SSP)
-            for c in range(bounds.cpus))
-        self._build_events()
-        handlers = {
-            Ev.HOST_USER_EVENT: self._host_user_event, Ev.HOST_EXCEPTION: self._nothing,
-            Ev.CONTEXT_SWITCH: self._context_switch, Ev.KVM_RUN: self._kvm_run,
-            Ev.KVM_RUN_RETURN: self._kvm_run_return, Ev.VM_ENTRY: self._vm_entry,
-            Ev.VM_EXIT: self._vm_exit, Ev.GUEST_RDMSR: self._guest_rdmsr,
-            Ev.GUEST_WRMSR: self._guest_wrmsr, Ev.GUEST_ERETU: self._guest_eretu,
-            Ev.GUEST_EVENT_RING3: self._guest_event_ring3, Ev.GUEST_EVENT_RING0: self._nothing,
-            Ev.KVM_SET_MSRS: self._kvm_set_msrs, Ev.SET_FILTER: self._set_filter,
-            Ev.SET_CPUID: self._set_cpuid,
-        }
-        self._handlers = tuple(handlers[kind] for kind in Ev)  # indexed by kind: no hashing
-        per_cpu = [CPU_BASE + c * CPU_STRIDE + f for c in range(bounds.cpus)
-                   for f in (C_MODE, C_TASK)]
-        self._event_key = itemgetter(G_CPUID, G_FILTER, G_LOCKED, G_RING, *per_cpu)
-        self._event_cache: dict[tuple[int, ...], tuple[Event, ...]] = {}
-
-    # -- structure ---------------------------------------------------------------------------
+        self.model = declare(design, bounds)
+        self.program: Program = compile_program(self.model)
+        self.layout = self.program.layout
+        self._masks = intercept_masks(design)
+        self._index = {decl.event: i for i, decl in enumerate(self.model.events)}
+        self._enabled: dict[int, tuple[Event, ...]] = {}
+        self._exprs: dict[Expr, Callable[[int], int]] = {}
 
     @property
-    def fields(self) -> tuple[tuple[str, FieldKind], ...]:
-        """The name and kind of each state position."""
-        value = FieldKind.VALUE
-        out = list(_GLOBAL_FIELDS)
-        out += [(f"vmcs guest {s.label}", value) for s in VMCS_SLOTS]
-        out += [(f"vmcs host {s.label}", value) for s in VMCS_SLOTS]
-        out += [(f"guest's {s.label}", value) for s in SLOTS]
-        for c in range(self.bounds.cpus):
-            out += [(f"cpu{c} runs", FieldKind.MODE), (f"cpu{c} task", FieldKind.TASK),
-                    (f"cpu{c} fred_rsp0 cache", value)]
-            out += [(f"cpu{c} {s.label}", value) for s in SLOTS]
-        return tuple(out)
-
-    def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
-        """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
-        return self._masks[cpu][flt]
+    def fields(self) -> tuple[Var, ...]:
+        """Every state variable, in layout order (a Var's ``name`` and ``domain`` print it)."""
+        return self.model.variables
 
     def initial(self) -> State:
         """The vCPU created with CPUID FRED+SHSTK, no filter, task i running on CPU i."""
-        cpuid = GuestCpu.FRED_SHSTK
-        s = [int(cpuid), int(FilterChoice.NONE), self.mask_for(cpuid, FilterChoice.NONE),
-             0, 0, -1, -1, int(Parked.USER), int(Ring.KERNEL),
-             guest_value(0), guest_value(0), guest_value(0)]
-        s += [guest_value(0)] * len(VMCS_SLOTS)
-        # Host fields KVM writes once at VMCS setup; RSP1 is per CPU, written at the first load.
-        s += [INVALID, HOST_STKLVLS, HOST_SSP, HOST_CONFIG]
-        s += [guest_value(0)] * len(SLOTS)
-        for c in range(self.bounds.cpus):
-            top = stack_top(c)
-            s += [int(Mode.HOST_USER), c, top]
-            s += [top, exc_stack(c), HOST_STKLVLS, HOST_SSP, HOST_CONFIG, HOST_PL0_SSP]
-        return tuple(s)
-
-    def _build_events(self) -> None:
-        b = self.bounds
-        vals = [guest_value(k) for k in range(1, b.values + 1)]
-        self._ev_guest_kernel: list[list[Event]] = []
-        self._ev_host: list[list[Event]] = []  # HOST_EXCEPTION, then HOST_USER_EVENT
-        self._ev_kvm: list[list[Event]] = []
-        self._ev_vmm: list[list[Event]] = []
-        self._ev_switch: list[list[Event]] = []
-        self._ev_exit: list[Event] = []
-        self._ev_ring3: list[Event] = []
-        for c in range(b.cpus):
-            gk = [Event(kind=Ev.GUEST_RDMSR, cpu=c, slot=s) for s in SLOTS]
-            gk += [Event(kind=Ev.GUEST_WRMSR, cpu=c, slot=s, value=v) for s in SLOTS for v in vals]
-            gk += [Event(kind=Ev.GUEST_EVENT_RING0, cpu=c), Event(kind=Ev.GUEST_ERETU, cpu=c)]
-            self._ev_guest_kernel.append(gk)
-            self._ev_host.append([Event(kind=Ev.HOST_EXCEPTION, cpu=c),
-                                  Event(kind=Ev.HOST_USER_EVENT, cpu=c)])
-            self._ev_kvm.append([Event(kind=Ev.VM_ENTRY, cpu=c),
-                                 Event(kind=Ev.KVM_RUN_RETURN, cpu=c)])
-            vmm = [Event(kind=Ev.KVM_RUN, cpu=c)]
-            vmm += [Event(kind=Ev.KVM_SET_MSRS, cpu=c, slot=s, value=v)
-                    for s in SLOTS for v in vals]
-            self._ev_vmm.append(vmm)
-            self._ev_switch.append([Event(kind=Ev.CONTEXT_SWITCH, cpu=c, task=t)
-                                    for t in range(b.tasks)])
-            self._ev_exit.append(Event(kind=Ev.VM_EXIT, cpu=c))
-            self._ev_ring3.append(Event(kind=Ev.GUEST_EVENT_RING3, cpu=c))
-        self._ev_filter = [Event(kind=Ev.SET_FILTER, choice=f) for f in FilterChoice]
-        self._ev_cpuid = [Event(kind=Ev.SET_CPUID, choice=g) for g in GuestCpu]
+        return self.program.initial
 
     def events(self, s: State) -> tuple[Event, ...]:
         """The events enabled in ``s``, in a fixed order (per CPU, then the VMM's VM ioctls)."""
-        # Enabled events depend only on a few fields; many states share one tuple.
-        key = self._event_key(s)
-        found = self._event_cache.get(key)
+        key = s & self.program.guard_mask
+        found = self._enabled.get(key)
         if found is None:
-            found = self._event_cache[key] = self._enabled(s)
+            evs = self.model.events
+            found = self._enabled[key] = tuple(evs[i].event for i in self.program.enabled(s))
         return found
 
-    def _enabled(self, s: State) -> tuple[Event, ...]:
-        out: list[Event] = []
-        ncpu = self.bounds.cpus
-        running = {s[CPU_BASE + c * CPU_STRIDE + C_TASK] for c in range(ncpu)}
-        off = [t for t in range(self.bounds.tasks) if t not in running]
-        in_guest = False
-        for c in range(ncpu):
-            base = CPU_BASE + c * CPU_STRIDE
-            mode = s[base + C_MODE]
-            if mode == Mode.GUEST:
-                in_guest = True
-                out.append(self._ev_exit[c])
-                if s[G_RING] == Ring.KERNEL:
-                    out += self._ev_guest_kernel[c]
-                else:
-                    out.append(self._ev_ring3[c])
-                continue
-            host_evs = self._ev_host[c]
-            out.append(host_evs[0])
-            if mode == Mode.HOST_USER:
-                out.append(host_evs[1])
-            switch = self._ev_switch[c]
-            out += [switch[t] for t in off]
-            if s[base + C_TASK] == VCPU_TASK:
-                out += self._ev_kvm[c] if mode == Mode.KVM else self._ev_vmm[c]
-        # KVM kicks a vCPU out of guest mode when the filter changes, so the VMM's change is
-        # modelled while the vCPU is outside guest mode (docs/check.md).
-        if not in_guest:
-            out += [e for e in self._ev_filter if e.choice != s[G_FILTER]]
-            if not s[G_LOCKED]:
-                out += [e for e in self._ev_cpuid if e.choice != s[G_CPUID]]
-        return tuple(out)
-
-    # -- step ------------------------------------------------------------------------------------
+    def index(self, ev: Event) -> int:
+        """The position of ``ev`` among the model's event instances."""
+        return self._index[ev]
 
     def step(self, s: State, ev: Event) -> State:
         """The state after ``ev`` (which must be enabled in ``s``)."""
-        kind = ev.kind
-        # Fast paths for events that leave the state as it is (deliveries at ring 0, direct
-        # reads, a host event whose exit to user finds the cache right): returning ``s``
-        # itself lets the explorer skip hashing it.
-        if kind in (_HOST_EXCEPTION, _GUEST_EVENT_RING0):
-            return s
-        if kind == _GUEST_RDMSR:
-            slot = ev.slot
-            assert slot is not None
-            if not s[G_BITMAP] & _READ_BIT[slot]:
-                return s
-        elif kind == _HOST_USER_EVENT:
-            base = CPU_BASE + ev.cpu * CPU_STRIDE
-            if s[base + C_CACHE] == stack_top(s[base + C_TASK]):
-                return s
-        lst = list(s)
-        self._handlers[kind](lst, ev)
-        return tuple(lst)
+        return self.program.effects[self._index[ev]](s)[0]
 
-    def _nothing(self, lst: list[int], ev: Event) -> None:
-        """Deliveries at ring 0 change no modelled state (ERETS restores the stack level)."""
-
-    @staticmethod
-    def _shstk(lst: Sequence[int]) -> bool:
-        return lst[G_CPUID] == _FRED_SHSTK
-
-    @staticmethod
-    def _intercepted(lst: Sequence[int], slot: Slot, access: Access) -> bool:
-        return bool(lst[G_BITMAP] & _BIT[access][slot])
-
-    def _filter_allows(self, lst: Sequence[int], slot: Slot, access: Access) -> bool:
-        return not self._denied[lst[G_FILTER]] & _BIT[access][slot]
-
-    def _exit_to_user(self, lst: list[int], c: int) -> None:
-        """arch_exit_to_user_mode_prepare: rewrite RSP0 and the cache if the cache differs."""
-        base = CPU_BASE + c * CPU_STRIDE
-        top = stack_top(lst[base + C_TASK])
-        if lst[base + C_CACHE] != top:
-            lst[base + C_HW + Slot.RSP0] = top
-            lst[base + C_CACHE] = top
-
-    def _vcpu_load(self, lst: list[int], c: int) -> None:
-        """vmx_vcpu_load: move the VMCS to ``c`` and write its per-CPU host fields."""
-        if lst[G_VMCS_CPU] == c:
-            return
-        if not self._host_fields_once or lst[G_VMCS_CPU] == -1:
-            lst[VMCS_HOST + Slot.RSP1 - 1] = exc_stack(c)
-        lst[G_VMCS_CPU] = c
-
-    def _vcpu_put(self, lst: list[int], c: int) -> None:
-        """vmx_prepare_switch_to_host: save the guest's RSP0 (and CET state), fix the cache."""
-        if lst[G_LOADED] != c:
-            return
-        hw = CPU_BASE + c * CPU_STRIDE + C_HW
-        lst[G_SOFT_RSP0] = lst[hw + Slot.RSP0]
-        if self._sync is PutSync.SYNC:
-            lst[CPU_BASE + c * CPU_STRIDE + C_CACHE] = lst[G_SOFT_RSP0]
-        elif self._sync is PutSync.INVALIDATE:
-            lst[CPU_BASE + c * CPU_STRIDE + C_CACHE] = INVALID
-        if self._shstk(lst):
-            # XSAVES of the guest FPU state; the host's XRSTORS leaves CET_S alone, so the
-            # guest value stays in the MSR (the host kernel does not use it).
-            lst[G_XSAVE_PL0] = lst[hw + Slot.PL0_SSP]
-        lst[G_LOADED] = -1
-
-    def _load_guest_state(self, lst: list[int], c: int) -> None:
-        """vmx_prepare_switch_to_guest, once per load: guest RSP0 (and CET state) to the MSRs."""
-        if lst[G_LOADED] != -1:
-            return
-        hw = CPU_BASE + c * CPU_STRIDE + C_HW
-        lst[hw + Slot.RSP0] = lst[G_SOFT_RSP0]
-        if self._shstk(lst):
-            lst[hw + Slot.PL0_SSP] = lst[G_XSAVE_PL0]
-        lst[G_LOADED] = c
-
-    def _hw_exit(self, lst: list[int], c: int) -> None:
-        """VM exit: save the 8 FRED MSRs to the guest fields, load the host fields, atomically."""
-        base = CPU_BASE + c * CPU_STRIDE
-        hw = base + C_HW
-        kept = self._kept_on_exit
-        for slot in VMCS_SLOTS:
-            lst[VMCS_GUEST + slot - 1] = lst[hw + slot]
-            if slot not in kept:
-                lst[hw + slot] = lst[VMCS_HOST + slot - 1]
-        lst[base + C_MODE] = Mode.KVM
-
-    def _host_user_event(self, lst: list[int], ev: Event) -> None:
-        self._exit_to_user(lst, ev.cpu)
-
-    def _context_switch(self, lst: list[int], ev: Event) -> None:
-        c = ev.cpu
-        base = CPU_BASE + c * CPU_STRIDE
-        if lst[base + C_TASK] == VCPU_TASK:
-            if lst[base + C_MODE] == Mode.KVM:
-                self._vcpu_put(lst, c)  # kvm_sched_out
-                lst[G_PARKED] = Parked.KVM
-            else:
-                lst[G_PARKED] = Parked.USER
-        lst[base + C_TASK] = ev.task
-        if ev.task == VCPU_TASK and lst[G_PARKED] == Parked.KVM:
-            self._vcpu_load(lst, c)  # kvm_sched_in; guest state is loaded at the next entry
-            lst[base + C_MODE] = Mode.KVM
-        else:
-            lst[base + C_MODE] = Mode.HOST_USER
-            self._exit_to_user(lst, c)
-        if ev.task == VCPU_TASK:
-            lst[G_PARKED] = Parked.USER  # canonical while on a CPU
-
-    def _kvm_run(self, lst: list[int], ev: Event) -> None:
-        lst[G_LOCKED] = 1
-        self._vcpu_load(lst, ev.cpu)
-        lst[CPU_BASE + ev.cpu * CPU_STRIDE + C_MODE] = Mode.KVM
-
-    def _kvm_run_return(self, lst: list[int], ev: Event) -> None:
-        self._vcpu_put(lst, ev.cpu)
-        if not self._no_restore_after_run:
-            self._exit_to_user(lst, ev.cpu)
-        lst[CPU_BASE + ev.cpu * CPU_STRIDE + C_MODE] = Mode.HOST_USER
-
-    def _vm_entry(self, lst: list[int], ev: Event) -> None:
-        c = ev.cpu
-        if lst[G_REQ]:
-            lst[G_BITMAP] = self._masks[lst[G_CPUID]][lst[G_FILTER]]
-            lst[G_REQ] = 0
-        self._load_guest_state(lst, c)
-        if not self._skip_guest_load:
-            hw = CPU_BASE + c * CPU_STRIDE + C_HW
-            for slot in VMCS_SLOTS:
-                lst[hw + slot] = lst[VMCS_GUEST + slot - 1]
-        lst[CPU_BASE + c * CPU_STRIDE + C_MODE] = Mode.GUEST
-
-    def _vm_exit(self, lst: list[int], ev: Event) -> None:
-        self._hw_exit(lst, ev.cpu)
-
-    def _guest_rdmsr(self, lst: list[int], ev: Event) -> None:
-        assert ev.slot is not None
-        if self._intercepted(lst, ev.slot, Access.R):
-            self._hw_exit(lst, ev.cpu)  # emulation (or #GP) changes nothing else
-
-    def _guest_wrmsr(self, lst: list[int], ev: Event) -> None:
-        slot = ev.slot
-        assert slot is not None
-        if not self._intercepted(lst, slot, Access.W):
-            lst[CPU_BASE + ev.cpu * CPU_STRIDE + C_HW + slot] = ev.value
-            lst[BELIEF + slot] = ev.value
-            return
-        self._hw_exit(lst, ev.cpu)
-        if self._filter_allows(lst, slot, Access.W):
-            self._kvm_set(lst, slot, ev.value)
-            lst[BELIEF + slot] = ev.value
-        # else: KVM_MSR_RET_FILTERED, #GP injected, nothing stored
-
-    def _guest_eretu(self, lst: list[int], ev: Event) -> None:
-        lst[G_RING] = Ring.USER
-
-    def _guest_event_ring3(self, lst: list[int], ev: Event) -> None:
-        lst[G_RING] = Ring.KERNEL
-
-    def _kvm_set_msrs(self, lst: list[int], ev: Event) -> None:
-        assert ev.slot is not None
-        lst[G_LOCKED] = 1
-        self._vcpu_load(lst, ev.cpu)
-        self._kvm_set(lst, ev.slot, ev.value)  # host-initiated: the filter does not apply
-        lst[BELIEF + ev.slot] = ev.value
-        self._vcpu_put(lst, ev.cpu)
-        self._exit_to_user(lst, ev.cpu)
-
-    def _set_filter(self, lst: list[int], ev: Event) -> None:
-        lst[G_FILTER] = ev.choice
-        if not self._filter_no_recalc:
-            lst[G_REQ] = 1
-
-    def _set_cpuid(self, lst: list[int], ev: Event) -> None:
-        lst[G_CPUID] = ev.choice
-        if not self._cpuid_no_recalc:
-            lst[G_BITMAP] = self._masks[ev.choice][lst[G_FILTER]]
-
-    # -- KVM's emulation of the FRED MSRs (kvm-msr-facts.md sections 6 and 7) ---------------
-
-    def _kvm_set(self, lst: list[int], slot: Slot, value: int) -> None:
-        """__kvm_set_msr for a FRED MSR or PL0_SSP, guest- or host-initiated."""
-        loaded = lst[G_LOADED]
-        if slot is Slot.RSP0:
-            lst[G_SOFT_RSP0] = value
-            if loaded != -1:
-                lst[CPU_BASE + loaded * CPU_STRIDE + C_HW + Slot.RSP0] = value
-        elif slot is Slot.PL0_SSP:
-            if not self._shstk(lst):
-                lst[G_FALLBACK] = value
-            elif loaded != -1:
-                lst[CPU_BASE + loaded * CPU_STRIDE + C_HW + Slot.PL0_SSP] = value
-            else:
-                lst[G_XSAVE_PL0] = value
-        else:
-            lst[VMCS_GUEST + slot - 1] = value
-
-    def kvm_get(self, s: State, slot: Slot) -> int:
-        """__kvm_get_msr for a FRED MSR or PL0_SSP: what KVM_GET_MSRS returns in ``s``."""
-        loaded = s[G_LOADED]
-        if slot is _RSP0:
-            if loaded != -1 and not self._get_soft_rsp0:
-                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + _RSP0]
-            return s[G_SOFT_RSP0]
-        if slot is _PL0_SSP:
-            if s[G_CPUID] != _FRED_SHSTK:
-                return s[G_FALLBACK]
-            if loaded != -1:
-                return s[CPU_BASE + loaded * CPU_STRIDE + C_HW + _PL0_SSP]
-            return s[G_XSAVE_PL0]
-        return s[VMCS_GUEST + slot - 1]
-
-    def kvm_get_all(self, s: State) -> tuple[int, ...]:
-        """``kvm_get`` of every slot, in slot order (compare with ``s[BELIEF:BELIEF + 6]``)."""
-        get = self.kvm_get
-        return (get(s, _RSP0), s[VMCS_GUEST], s[VMCS_GUEST + 1], s[VMCS_GUEST + 2],
-                s[VMCS_GUEST + 3], get(s, _PL0_SSP))
-
-    # -- observations ----------------------------------------------------------------------------
+    def run(self, s: State, ev: Event) -> tuple[State, tuple[Observation, ...]]:
+        """The state after ``ev`` and what it observed, in order."""
+        after, observed, _ = self.program.effects[self._index[ev]](s)
+        obs = self.program.observes
+        return after, tuple(
+            Observation(cast(ObsKind, obs[i].kind), obs[i].cpu,
+                        tuple((slot, v) for (slot, _), v in zip(obs[i].items, values, strict=True)),
+                        obs[i].direct, obs[i].faulted)
+            for i, values in observed)
 
     def observe(self, s: State, ev: Event) -> Observation | None:
         """What ``ev`` consumes or returns in ``s`` (fred-arch-facts.md section 3), if anything.
@@ -719,57 +726,38 @@ class Machine:
         stacks (Linux), so it consumes no SSP.  Guest deliveries consume the same, plus
         PL0_SSP / SSP1 when the guest has shadow stacks (assumed enabled for its kernel).
         """
-        kind = ev.kind
-        c = ev.cpu
-        hw = CPU_BASE + c * CPU_STRIDE + C_HW
-        if kind == _HOST_EXCEPTION:
-            return Observation(_HOST_DELIVERY, c, (
-                (_STKLVLS, s[hw + 2]), (_CONFIG, s[hw + 4]), (_RSP1, s[hw + 1])))
-        if kind == _HOST_USER_EVENT:
-            return Observation(_HOST_DELIVERY, c, ((_RSP0, s[hw]), (_CONFIG, s[hw + 4])))
-        if kind in (_GUEST_RDMSR, _GUEST_WRMSR):
-            return self._observe_access(s, ev)
-        shstk = s[G_CPUID] == _FRED_SHSTK
-        if kind == _GUEST_EVENT_RING0:
-            used: tuple[tuple[Slot, int], ...] = (
-                (_STKLVLS, s[hw + 2]), (_CONFIG, s[hw + 4]), (_RSP1, s[hw + 1]))
-            return Observation(_GUEST_DELIVERY, c, (*used, (_SSP1, s[hw + 3])) if shstk else used)
-        if kind == _GUEST_EVENT_RING3:
-            used = ((_RSP0, s[hw]), (_CONFIG, s[hw + 4]))
-            return Observation(_GUEST_DELIVERY, c,
-                               (*used, (_PL0_SSP, s[hw + 5])) if shstk else used)
-        return None
+        found = self.run(s, ev)[1]
+        return found[0] if found else None
 
-    def _observe_access(self, s: State, ev: Event) -> Observation:
-        slot = ev.slot
-        assert slot is not None
-        c = ev.cpu
-        read = ev.kind == _GUEST_RDMSR
-        access = Access.R if read else Access.W
-        kind = _GUEST_READ if read else _GUEST_WRITE
-        if not self._intercepted(s, slot, access):
-            value = s[CPU_BASE + c * CPU_STRIDE + C_HW + slot] if read else ev.value
-            return Observation(kind, c, ((slot, value),), True)
-        if not self._filter_allows(s, slot, access):
-            return Observation(kind, c, (), False, True)
-        if not read:
-            return Observation(kind, c, ((slot, ev.value),))
-        return Observation(kind, c, ((slot, self.kvm_get(self.step(s, ev), slot)),))
+    def get(self, s: State, var: Var) -> int:
+        """The value of ``var`` in ``s``."""
+        return self.layout.get(s, var)
 
-    # -- queries the invariants use --------------------------------------------------------------
+    def unpack(self, s: State) -> tuple[int, ...]:
+        """Every variable's value in ``s``, in `fields` order."""
+        return self.layout.unpack(s)
 
-    def host_values(self, s: State, cpu: int) -> tuple[int, ...]:
-        """The values the host kernel needs on ``cpu``, indexed by slot (kvm-msr-facts.md 7, 8).
+    def evaluate(self, expr: Expr, s: State) -> int:
+        """The value of ``expr`` in ``s``."""
+        fn = self._exprs.get(expr)
+        if fn is None:
+            fn = self._exprs[expr] = self.program.evaluate(expr)
+        return fn(s)
 
-        RSP0: the running task's stack top; RSP1: the CPU's exception stack; the rest fixed.
-        """
-        return (stack_top(s[CPU_BASE + cpu * CPU_STRIDE + C_TASK]), *self._host_values[cpu][1:])
+    def execute(self, s: State, *stmts: Stmt) -> State:
+        """The state after running declared statements (a helper such as `vcpu_put`) on ``s``."""
+        return self.program.execute(stmts)(s)
 
-    def filter_allows(self, s: State, slot: Slot, access: Access) -> bool:
-        """Whether the installed userspace filter allows a guest ``access`` to ``slot``."""
-        return self._filter_allows(s, slot, access)
+    def kvm_get(self, s: State, slot: Slot) -> int:
+        """__kvm_get_msr for a FRED MSR or PL0_SSP: what KVM_GET_MSRS returns in ``s``."""
+        return self.evaluate(kvm_get(self.design, self.bounds, slot), s)
 
-    @staticmethod
-    def cpu_field(cpu: int, offset: int) -> int:
-        """Position of a per-CPU field (C_MODE, C_TASK, C_CACHE, C_HW + slot) of ``cpu``."""
-        return CPU_BASE + cpu * CPU_STRIDE + offset
+    def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
+        """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
+        return self._masks[int(cpu), int(flt)]
+
+
+@lru_cache(maxsize=64)
+def machine(design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> Machine:
+    """The compiled machine of ``design`` at ``bounds``: pure, so one of each is enough."""
+    return Machine(design, bounds)

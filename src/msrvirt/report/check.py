@@ -10,29 +10,19 @@ from typing import Any
 
 from rich.table import Table
 
-from msrvirt.arch.kvm import Access
 from msrvirt.check.explore import Counterexample, DesignCheck
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.machine.designs import Design, Verdict
 from msrvirt.machine.model import (
-    SLOTS,
+    FILTER_CHOICE,
+    GUEST_CPU,
+    VALUE,
     Ev,
     Event,
-    FieldKind,
-    FilterChoice,
-    GuestCpu,
     Machine,
-    Mode,
-    Parked,
-    Ring,
     State,
     task_name,
-    value_name,
 )
-
-_MODE_TEXT = {Mode.HOST_USER: "host user", Mode.KVM: "KVM", Mode.GUEST: "guest"}
-_CPUID_TEXT = {GuestCpu.FRED_SHSTK: "FRED+SHSTK", GuestCpu.FRED: "FRED"}
-_FILTER_TEXT = {FilterChoice.NONE: "none", FilterChoice.DENY_FRED: "deny FRED MSRs"}
 
 
 def _short(slot_label: str) -> str:
@@ -60,7 +50,7 @@ def event_label(ev: Event) -> str:
         case Ev.GUEST_RDMSR:
             text = f"guest RDMSR {slot}"
         case Ev.GUEST_WRMSR:
-            text = f"guest WRMSR {slot} = {value_name(ev.value)}"
+            text = f"guest WRMSR {slot} = {VALUE.text(ev.value)}"
         case Ev.GUEST_ERETU:
             text = "guest ERETU to user mode"
         case Ev.GUEST_EVENT_RING3:
@@ -68,54 +58,22 @@ def event_label(ev: Event) -> str:
         case Ev.GUEST_EVENT_RING0:
             text = "guest NMI/#DB in kernel mode"
         case Ev.KVM_SET_MSRS:
-            text = f"VMM KVM_SET_MSRS {slot} = {value_name(ev.value)}"
+            text = f"VMM KVM_SET_MSRS {slot} = {VALUE.text(ev.value)}"
         case Ev.SET_FILTER:
-            text = f"VMM sets MSR filter: {_FILTER_TEXT[FilterChoice(ev.choice)]}"
+            text = f"VMM sets MSR filter: {FILTER_CHOICE.text(ev.choice)}"
         case Ev.SET_CPUID:
-            text = f"VMM sets CPUID: {_CPUID_TEXT[GuestCpu(ev.choice)]}"
+            text = f"VMM sets CPUID: {GUEST_CPU.text(ev.choice)}"
     return f"cpu{ev.cpu}: {text}" if ev.cpu >= 0 else text
 
 
-def _bitmap_text(bits: int) -> str:
-    parts = []
-    for slot in SLOTS:
-        dirs = "".join(d for d, a in (("r", Access.R), ("w", Access.W))
-                       if bits >> (2 * slot + (a is Access.W)) & 1)
-        if dirs:
-            parts.append(f"{_short(slot.label)}/{dirs}")
-    return "intercepts " + (" ".join(parts) if parts else "none")
-
-
-def field_text(kind: FieldKind, value: int) -> str:
-    """One state position's value in words."""
-    if kind is FieldKind.VALUE:
-        return value_name(value)
-    if kind is FieldKind.CPUID:
-        return _CPUID_TEXT[GuestCpu(value)]
-    if kind is FieldKind.FILTER:
-        return _FILTER_TEXT[FilterChoice(value)]
-    if kind is FieldKind.BITMAP:
-        return _bitmap_text(value)
-    if kind is FieldKind.CPU:
-        return "-" if value < 0 else f"cpu{value}"
-    if kind is FieldKind.PARKED:
-        return Parked(value).name.lower()
-    if kind is FieldKind.RING:
-        return f"ring {int(Ring(value))}"
-    if kind is FieldKind.MODE:
-        return _MODE_TEXT[Mode(value)]
-    if kind is FieldKind.TASK:
-        return task_name(value)
-    return str(value)
-
-
 def changes(machine: Machine, before: State, after: State) -> list[str]:
-    """``name: old -> new`` for every position that differs."""
+    """``name: old -> new`` for every variable that differs, in the words of its domain."""
     out = []
-    for (name, kind), old, new in zip(machine.fields, before, after, strict=True):
+    for var, old, new in zip(machine.fields, machine.unpack(before), machine.unpack(after),
+                             strict=True):
         if old != new:
-            name = name.replace("IA32_", "")
-            out.append(f"{name}: {field_text(kind, old)} -> {field_text(kind, new)}")
+            text = var.domain.text
+            out.append(f"{var.name.replace('IA32_', '')}: {text(old)} -> {text(new)}")
     return out
 
 

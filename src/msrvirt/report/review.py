@@ -1,7 +1,8 @@
 """Rendering of `msrvirt review`: the terminal summary, the JSON object and the HTML report.
 
 The HTML report is one self-contained file: inline CSS, the plot embedded as a data URI,
-no script or font loaded from anywhere.  A tiny inline script marks the page as loaded
+no script or font loaded from anywhere (the only addresses in it are links to the lore
+archive copies of the messages the claims quote).  A tiny inline script marks the page as loaded
 and counts the claims it shows (the browser test reads both).
 """
 
@@ -19,14 +20,41 @@ from rich.text import Text
 from msrvirt import __version__
 from msrvirt.check.explore import DesignCheck
 
-_VERDICT_STYLE = {"holds": "green", "fails": "bold red", "undecided": "yellow"}
+_VERDICT_STYLE = {"holds": "green", "fails": "bold red", "partly": "dark_orange",
+                  "undecided": "yellow"}
+VERDICTS = ("holds", "partly", "fails", "undecided")
 
 
 def verdict_text(verdict: str) -> Text:
     return Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))
 
 
-def claims_table(claims: Sequence[Any]) -> Table:
+def _flag_line(link: Any, *, quote: bool = True) -> str:
+    m = link.message
+    head = f"{link.relation.value.replace('-', ' ')} {m.who} ({m.date})"
+    return head + (f": \u201c{link.quote}\u201d" if quote else "")
+
+
+def why_text(result: Any) -> Text:
+    """Each scope's verdict and its first deciding finding, then the flags."""
+    out = Text()
+    scopes = result.scopes
+    if len(scopes) == 1 and scopes[0].scope.axis.value == "all":
+        out.append(scopes[0].lead)
+    else:
+        for i, s in enumerate(scopes):
+            if i:
+                out.append("\n")
+            out.append(f"{s.scope.label}: ")
+            out.append(s.judgement.value, style=_VERDICT_STYLE.get(s.judgement.value, ""))
+            out.append(f", {s.lead}")
+    for link in result.flags:
+        out.append("\n")
+        out.append(_flag_line(link), style="italic")
+    return out
+
+
+def claims_table(results: Sequence[Any]) -> Table:
     table = Table(title="msrvirt review: the claims of \"KVM: VMX: Set FRED MSR intercepts\""
                   " (v9 08/22) and its review", title_justify="left")
     table.add_column("#", justify="right")
@@ -34,28 +62,50 @@ def claims_table(claims: Sequence[Any]) -> Table:
     table.add_column("who")
     table.add_column("verdict", no_wrap=True)
     table.add_column("why")
-    for i, c in enumerate(claims, 1):
-        table.add_row(str(i), c.claim, c.who, verdict_text(c.verdict.value), c.why)
+    for r in results:
+        c = r.claim
+        who = c.message.who + (f"\n{c.message.date}" if c.message.date else "")
+        # Text, not a markup string: the id's brackets are not a style.
+        table.add_row(str(c.number), Text(f"{c.text}\n[{c.id}]"), Text(who),
+                      verdict_text(r.judgement.value), why_text(r))
     return table
 
 
-def counts_line(claims: Sequence[Any]) -> str:
-    by = {v: sum(1 for c in claims if c.verdict.value == v) for v in ("holds", "fails",
-                                                                        "undecided")}
-    return (f"{len(claims)} claims: {by['holds']} hold, {by['fails']} fail,"
-            f" {by['undecided']} undecided")
+def counts_line(results: Sequence[Any]) -> str:
+    by = {v: sum(1 for r in results if r.judgement.value == v) for v in VERDICTS}
+    return (f"{len(results)} claims: {by['holds']} hold, {by['partly']} hold in part,"
+            f" {by['fails']} fail, {by['undecided']} undecided")
 
 
-def claim_json(c: Any) -> dict[str, Any]:
+def _message_json(m: Any) -> dict[str, Any]:
+    return {"key": m.key, "who": m.who, "date": m.date, "message_id": m.message_id,
+            "subject": m.subject, "lore": m.lore}
+
+
+def _evidence_json(e: Any) -> dict[str, Any]:
+    return {"kind": e.kind.value, "scope": e.scope.label, "bearing": e.bearing.value,
+            "summary": e.summary, "detail": list(e.detail), "figures": dict(e.figures)}
+
+
+def claim_json(r: Any) -> dict[str, Any]:
+    c = r.claim
     return {
+        "number": c.number,
         "id": c.id,
-        "claim": c.claim,
-        "who": c.who,
-        "source": c.source,
-        "verdict": c.verdict.value,
-        "why": c.why,
-        "evidence": [{"kind": e.kind.value, "summary": e.summary, "supports": e.supports,
-                      "detail": list(e.detail)} for e in c.evidence],
+        "claim": c.text,
+        "quote": c.quote,
+        "who": c.message.who,
+        "date": c.message.date,
+        "source": c.message.cite,
+        "message": _message_json(c.message),
+        "verdict": r.judgement.value,
+        "why": r.why,
+        "scopes": [{"axis": s.scope.axis.value, "label": s.scope.label,
+                    "verdict": s.judgement.value, "reason": s.reason} for s in r.scopes],
+        "links": [{"relation": link.relation.value, "flag": link.relation.flags,
+                   "message": _message_json(link.message), "quote": link.quote,
+                   "claim": link.claim} for link in c.links],
+        "evidence": [_evidence_json(e) for e in r.evidence],
     }
 
 
@@ -78,14 +128,20 @@ th,td{border:1px solid #d6d9e0;padding:.3rem .5rem;text-align:left;vertical-alig
 th{background:#f1f3f7}
 .verdict{font-weight:600;padding:.05rem .45rem;border-radius:.3rem;white-space:nowrap}
 .holds{background:#dff3e4;color:#14632b}.fails{background:#fbe0e0;color:#8a1010}
-.undecided{background:#fff3cd;color:#7a5a00}
+.undecided{background:#fff3cd;color:#7a5a00}.partly{background:#ffe4cc;color:#8a4300}
+blockquote{margin:.4rem 0 .5rem 0;padding:.3rem .8rem;border-left:3px solid #8899bb;
+background:#f5f7fb;font-style:italic}
+.msg{color:#556;font-size:.85rem;margin-bottom:.5rem}.msg code{font-size:.8rem}
+.flag{margin:.2rem 0;padding:.2rem .6rem;background:#fff6e0;border-left:3px solid #d08a00;
+font-size:.88rem}.link{margin:.2rem 0;font-size:.88rem;color:#445}
+.sup-pending{border-left:3px dashed #d08a00;padding-left:.5rem}
 .claim{border:1px solid #d6d9e0;border-radius:.5rem;padding:.8rem 1rem;margin:1rem 0}
 .why{margin:.3rem 0 .6rem 0}.source{color:#556;font-size:.85rem}
 .ev{margin:.4rem 0 .4rem 1rem}.kind{font-size:.75rem;text-transform:uppercase;
 letter-spacing:.04em;background:#eef;border-radius:.25rem;padding:0 .3rem;margin-right:.4rem}
-.sup-true{border-left:3px solid #2e9e4f;padding-left:.5rem}
-.sup-false{border-left:3px solid #c62828;padding-left:.5rem}
-.sup-none{border-left:3px solid #a0a7b4;padding-left:.5rem}
+.sup-supports{border-left:3px solid #2e9e4f;padding-left:.5rem}
+.sup-contradicts{border-left:3px solid #c62828;padding-left:.5rem}
+.sup-informs{border-left:3px solid #a0a7b4;padding-left:.5rem}
 pre{background:#f7f8fa;border:1px solid #e3e6ec;padding:.5rem;overflow-x:auto;font-size:.78rem;
 white-space:pre}
 img{max-width:100%;border:1px solid #e3e6ec}
@@ -98,6 +154,48 @@ def _e(text: object) -> str:
 
 def _verdict_html(verdict: str) -> str:
     return f'<span class="verdict {_e(verdict)}">{_e(verdict)}</span>'
+
+
+def _message_html(m: Any) -> str:
+    """Who, when, the message's subject and its Message-ID, linked to its lore archive copy."""
+    text = _e(m.who) + (f", {_e(m.date)}" if m.date else "") + f", {_e(m.subject)}"
+    if m.message_id:
+        ident = _e(f"<{m.message_id}>")
+        text += f', Message-ID <a href="{_e(m.lore)}"><code>{ident}</code></a>'
+    return text
+
+
+def _claim_html(r: Any) -> list[str]:
+    """One claim: its text and verdict, the message it quotes, the flags, each scope's verdict
+    and reason, and every piece of evidence by scope."""
+    c = r.claim
+    out = [f'<div class="claim" id="{_e(c.id)}" data-verdict="{_e(r.judgement.value)}">'
+           f"<h3>{c.number}. {_e(c.text)} {_verdict_html(r.judgement.value)}</h3>",
+           f'<blockquote class="quote">{_e(c.quote)}</blockquote>',
+           f'<div class="msg">{_message_html(c.message)}</div>']
+    for link in c.links:
+        cls = "flag" if link.relation.flags else "link"
+        out.append(f'<div class="{cls}">{_e(link.relation.value.replace("-", " "))}'
+                   f" {_message_html(link.message)}: \u201c{_e(link.quote)}\u201d"
+                   + (f' (<a href="#{_e(link.claim)}">claim</a>)' if link.claim else "") + "</div>")
+    out.append("<table><thead><tr><th>scope</th><th>verdict</th><th>reason</th></tr></thead>"
+               "<tbody>")
+    for sv in r.scopes:
+        out.append(f"<tr><td>{_e(sv.scope.label)}</td><td>{_verdict_html(sv.judgement.value)}"
+                   f"</td><td>{_e(sv.reason)}</td></tr>")
+    out.append("</tbody></table>")
+    for sv in r.scopes:
+        if len(r.scopes) > 1:
+            out.append(f'<div class="ev"><strong>{_e(sv.scope.label)}</strong></div>')
+        for ev in sv.evidence:
+            out.append(f'<div class="ev sup-{_e(ev.bearing.value)}"><span class="kind">'
+                       f"{_e(ev.kind.value)}</span><span class=\"kind\">{_e(ev.bearing.value)}"
+                       f"</span>{_e(ev.summary)}")
+            if ev.detail:
+                out.append("<pre>" + _e("\n".join(ev.detail)) + "</pre>")
+            out.append("</div>")
+    out.append("</div>")
+    return out
 
 
 def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
@@ -119,26 +217,20 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
         " rules behind them, the exhaustive checker's verdicts and shortest counterexamples,"
         " exit costs, and the real kernel of this machine.</p>",
         "<h2>Summary</h2><table><thead><tr><th>#</th><th>claim</th><th>who</th>"
-        "<th>verdict</th><th>why</th></tr></thead><tbody>",
+        "<th>verdict</th><th>scopes and flags</th></tr></thead><tbody>",
     ]
-    for i, c in enumerate(claims, 1):
-        parts.append(f'<tr><td>{i}</td><td><a href="#{_e(c.id)}">{_e(c.claim)}</a></td>'
-                     f"<td>{_e(c.who)}</td><td>{_verdict_html(c.verdict.value)}</td>"
-                     f"<td>{_e(c.why)}</td></tr>")
+    for r in claims:
+        c = r.claim
+        scopes = "<br>".join(f"{_e(sv.scope.label)}: {_verdict_html(sv.judgement.value)}"
+                             for sv in r.scopes if sv.scope.axis.value != "all")
+        flags = "".join(f'<div class="flag">{_e(_flag_line(link, quote=False))}</div>'
+                        for link in r.flags)
+        parts.append(f'<tr><td>{c.number}</td><td><a href="#{_e(c.id)}">{_e(c.text)}</a></td>'
+                     f"<td>{_e(c.message.who)}<br>{_e(c.message.date or '')}</td>"
+                     f"<td>{_verdict_html(r.judgement.value)}</td><td>{scopes}{flags}</td></tr>")
     parts.append("</tbody></table><h2>Claims and evidence</h2>")
-    for i, c in enumerate(claims, 1):
-        parts.append(f'<div class="claim" id="{_e(c.id)}" data-verdict="{_e(c.verdict.value)}">'
-                     f"<h3>{i}. {_e(c.claim)}</h3>"
-                     f'<div class="source">{_e(c.who)} — {_e(c.source)}</div>'
-                     f'<div class="why">{_verdict_html(c.verdict.value)} {_e(c.why)}</div>')
-        for ev in c.evidence:
-            sup = {True: "true", False: "false", None: "none"}[ev.supports]
-            parts.append(f'<div class="ev sup-{sup}"><span class="kind">{_e(ev.kind.value)}'
-                         f"</span>{_e(ev.summary)}")
-            if ev.detail:
-                parts.append("<pre>" + _e("\n".join(ev.detail)) + "</pre>")
-            parts.append("</div>")
-        parts.append("</div>")
+    for r in claims:
+        parts.extend(_claim_html(r))
     parts.append(f"<h2>Exit costs: {_e(workload)}</h2>")
     parts.append("<table><thead><tr><th>policy</th><th>exits/s</th><th>CPU % of one CPU</th>"
                  "</tr></thead><tbody>")
@@ -176,11 +268,16 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
         parts.append("<p>Not run: /dev/kvm was not used.</p>")
     else:
         parts.append(f"<p>{_e(conformance.host)}, Linux {_e(conformance.kernel)}:"
-                     f" {conformance.operations:,} operations,"
+                     f" {conformance.operations:,} operations, {conformance.full_scope:,}"
+                     f" predicted at full scope, {conformance.operations - conformance.full_scope:,}"
+                     f" checked only for the filter decision;"
                      f" {conformance.disagreements} disagreements.</p><table><thead><tr>"
-                     "<th>scenario</th><th>operations</th><th>disagree</th></tr></thead><tbody>")
-        for name, n, bad in conformance.scenarios:
-            parts.append(f"<tr><td>{_e(name)}</td><td>{n:,}</td><td>{bad}</td></tr>")
+                     "<th>scenario</th><th>operations</th><th>full scope</th>"
+                     "<th>filter only</th><th>disagree</th></tr></thead><tbody>")
+        for sc in conformance.scenarios:
+            parts.append(f"<tr><td>{_e(sc.name)}</td><td>{sc.operations:,}</td>"
+                         f"<td>{sc.full_scope:,}</td><td>{sc.filter_only:,}</td>"
+                         f"<td>{sc.disagreements}</td></tr>")
         parts.append("</tbody></table>")
     parts.append("<h2>Reproduce</h2><pre>make run            # this report\n"
                  "msrvirt explain     # intercept decisions\nmsrvirt check --all-designs\n"

@@ -69,8 +69,8 @@ def explain_table(s: Scenario, rows: Sequence[tuple[int, Decision, Decision]]) -
     return table
 
 
-def decision_lines(d: Decision) -> list[str]:
-    return [f"  {i + 1}. {reason}" for i, reason in enumerate(d.reasons)]
+def decision_lines(reasons: Sequence[str]) -> list[str]:
+    return [f"  {i + 1}. {reason}" for i, reason in enumerate(reasons)]
 
 
 def decision_diff_table(title: str, rows: Sequence[tuple[int, str, Decision, Decision]]) -> Table:
