@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean browser spin
 
+# Bytecode is compiled at install, not at each start: with PYTHONDONTWRITEBYTECODE set (as
+# in CI) an editable install would otherwise compile every module on every run (about half
+# of a short command's time; bench/bench_cli.py).  `make bench` refreshes it after edits.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m compileall -q src
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -43,6 +47,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_conformance.py
 	$(PY) bench/bench_check.py
+	$(PY) -m compileall -q src
+	$(PY) bench/bench_cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

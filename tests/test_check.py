@@ -167,10 +167,12 @@ def test_json_has_exactly_the_issues_keys() -> None:
     assert list(obj) == ["designs"]
     for entry in obj["designs"]:
         assert list(entry) == ["name", "expected", "verdict", "invariants", "counterexample",
-                               "states", "seconds"]
+                               "states", "seconds", "exhaustive", "depth"]
         assert list(entry["invariants"]) == [i.name for i in INVARIANTS]
     v9, bug = obj["designs"]
     assert v9["counterexample"] is None and v9["verdict"] == "holds"
+    # a depth-bounded "holds" says it is bounded (v9 has states deeper than CAUGHT_DEPTH)
+    assert v9["exhaustive"] is False and v9["depth"] == CAUGHT_DEPTH
     assert bug["verdict"] == "fails" and len(bug["counterexample"]) == 4
 
 

@@ -119,10 +119,10 @@ def test_malformed_files_are_one_line_and_exit_2(
         assert main(["cost", option, str(bad)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"msrvirt: {bad}: ") and err.count("\n") == 1
-    # a missing directory is created; a path through a regular file cannot be
-    assert main(["cost", "--plot", str(tmp_path / "new" / "dir.png")]) == 0
-    assert (tmp_path / "new" / "dir.png").read_bytes().startswith(b"\x89PNG")
-    capsys.readouterr()
+    # a missing directory is not created (nobody asked for it); nor is a path through a file
+    assert main(["cost", "--plot", str(tmp_path / "new" / "dir.png")]) == 2
+    assert capsys.readouterr().err.startswith("msrvirt: cannot write")
+    assert not (tmp_path / "new").exists()
     assert main(["cost", "--plot", str(bad / "x.png")]) == 2
     assert capsys.readouterr().err.startswith("msrvirt: cannot write")
 

@@ -108,8 +108,8 @@ def test_the_default_costs_are_marked_default_with_sources() -> None:
         "cpu_ghz", "in_kernel_exit_cycles", "userspace_exit_cycles"]
     assert not any(f.measured for _, f in DEFAULT_COSTS.figures())
     assert "assumed" in DEFAULT_COSTS.cpu_ghz.source
-    assert "issue 5" in DEFAULT_COSTS.in_kernel_exit_cycles.source
-    assert "issue 5" in DEFAULT_COSTS.userspace_exit_cycles.source
+    assert "assumed" in DEFAULT_COSTS.in_kernel_exit_cycles.source
+    assert "assumed" in DEFAULT_COSTS.userspace_exit_cycles.source
     assert DEFAULT_COSTS.in_kernel_exit_cycles.value == 1300
     assert DEFAULT_COSTS.userspace_exit_cycles.value == 1300 + 2500
 

@@ -2,8 +2,8 @@
 
 Each subclasses the builtin that matches its meaning, carries the offending key,
 and reads "X must be Y, not Z" where that shape fits.  The CLI turns every
-``MsrvirtError`` into one line on stderr and exit status 2; anything else is a
-bug and keeps its traceback.
+``MsrvirtError`` into one line on stderr and exit status 2 (a `FilterError`, a
+finding, into exit status 1); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -41,11 +41,20 @@ class FileFormatError(MsrvirtError, ValueError):
 
 
 class FilterError(MsrvirtError, ValueError):
-    """KVM would reject this MSR filter; carries the errno and range KVM reports."""
+    """KVM would reject this MSR filter; carries the errno and range KVM reports, and the
+    file the filter came from when there is one."""
 
-    def __init__(self, errno_name: str, errno: int, detail: str, range_index: int | None) -> None:
+    def __init__(self, errno_name: str, errno: int, detail: str, range_index: int | None,
+                 path: str | None = None) -> None:
         self.errno_name = errno_name
         self.errno = errno
+        self.detail = detail
         self.range_index = range_index
+        self.path = path
         where = f"range {range_index}: " if range_index is not None else ""
-        super().__init__(f"{errno_name}: {where}{detail}")
+        file = f"{path}: " if path is not None else ""
+        super().__init__(f"{file}{errno_name}: {where}{detail}")
+
+    def in_file(self, path: str) -> FilterError:
+        """The same error, naming the file the filter was read from."""
+        return FilterError(self.errno_name, self.errno, self.detail, self.range_index, path)

@@ -22,6 +22,7 @@ from typing import Any
 from msrvirt.arch.cpuid import CPUID_BITS, HYPERVISOR_LEAVES, IMPLIES, Feature, feature
 from msrvirt.arch.kvm import Backend, Vendor
 from msrvirt.arch.msrs import index_of
+from msrvirt.dataio import parse_int
 from msrvirt.errors import UnknownNameError, UsageError
 
 F = Feature
@@ -239,10 +240,7 @@ class HostProfile:
         if msr_list is not None:
             if not isinstance(msr_list, list):
                 raise UsageError(f"host msr_index_list must be a list, not {msr_list!r}")
-            try:
-                indices = frozenset(int(str(x), 0) for x in msr_list)
-            except ValueError as err:
-                raise UsageError(f"host msr_index_list entries must be integers: {err}") from None
+            indices = frozenset(parse_int(x, "host msr_index_list entry", bits=32) for x in msr_list)
         caps = obj.get("hw_caps", [])
         if not isinstance(caps, list):
             raise UsageError(f"host hw_caps must be a list, not {caps!r}")
@@ -260,11 +258,9 @@ class HostProfile:
         values = obj.get("feature_msrs", {})
         if not isinstance(values, Mapping):
             raise UsageError(f"host feature_msrs must be an object, not {values!r}")
-        try:
-            feature_msrs = tuple(sorted((int(str(k), 0), int(str(v), 0))
-                                        for k, v in values.items()))
-        except ValueError as err:
-            raise UsageError(f"host feature_msrs must map integers to integers: {err}") from None
+        feature_msrs = tuple(sorted((parse_int(k, "host feature_msrs index", bits=32),
+                                     parse_int(v, "host feature_msrs value"))
+                                    for k, v in values.items()))
         return cls(
             name=str(obj.get("name", default_name)),
             description=str(obj.get("description", "")),
@@ -398,7 +394,7 @@ HOSTS: dict[str, HostProfile] = {
         ),
         HostProfile(
             name="pvm",
-            description="KVM on the PVM software backend (this workplace): every MSR access exits",
+            description="KVM on the PVM software backend: every MSR access exits",
             vendor=Vendor.AMD, backend=Backend.PVM,
             # KVM_GET_SUPPORTED_CPUID also lists ARCH_CAPABILITIES, but PVM clears it from the
             # guest CPUID on KVM_SET_CPUID2 (docs/live.md), so no guest has it.

@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fnmatch import fnmatchcase
 
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kernel import FRED_V9, PVM_FORK, Cite, cite
 from msrvirt.arch.kvm import U64, Access, Backend, KvmRet, Vendor
 from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS, VmcsField
-from msrvirt.errors import UnknownNameError
+from msrvirt.errors import UnknownNameError, UsageError
 
 F = Feature
 
@@ -1203,6 +1204,23 @@ def resolve_index(text: str | int) -> int:
     if not 0 <= value <= 0xFFFF_FFFF:
         raise UnknownNameError("MSR", str(text), "indices are 32-bit")
     return value
+
+
+def resolve_pattern(text: str) -> tuple[int, ...]:
+    """The indices ``text`` names: one MSR (as resolve_index), or with ``*``, ``?`` or ``[``
+    every table MSR with a name matching the shell-style pattern, in index order.
+
+    Names are normalised as for resolve_index, so ``IA32_FRED_*``, ``fred_*`` and
+    ``msr_ia32_fred_*`` match the same MSRs.  UsageError when nothing matches.
+    """
+    if not any(c in text for c in "*?["):
+        return (resolve_index(text),)
+    pattern = _key(text)
+    found = tuple(m.index for m in MSRS if any(fnmatchcase(_key(n), pattern) for n in m.names))
+    if not found:
+        raise UsageError(f"MSR pattern {text.strip()!r} must match a name of"
+                         " `msrvirt explain --all`, and it matches none")
+    return found
 
 
 def resolve(text: str | int) -> Msr | None:

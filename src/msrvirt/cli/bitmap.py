@@ -7,19 +7,20 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
+from msrvirt.api import bitmap as scenario_bitmap
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
-from msrvirt.cli import nested
+from msrvirt.cli import OutputPath, nested
 from msrvirt.cli.options import (
+    add_diff_option,
     add_scenario_options,
+    diff_scenario,
     print_json,
     scenario_from_args,
-    write_atomically,
 )
 from msrvirt.errors import UsageError
-from msrvirt.policy.intercepts import check_backend, compute_intercepts
+from msrvirt.output import write_output
 from msrvirt.policy.nested import merge_list
-from msrvirt.policy.policies import policy
 from msrvirt.report.jsonout import diff_json
 from msrvirt.report.nested import nested_line
 from msrvirt.report.tables import console, diff_table, scenario_line
@@ -30,10 +31,9 @@ def register(sub: Any) -> None:
                        description=__doc__)
     add_scenario_options(p)
     nested.add_nested_options(p)
-    p.add_argument("--out", metavar="FILE",
-                   help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE")
-    p.add_argument("--diff", metavar="POLICY",
-                   help="list what POLICY (with --nested: merge list) changes in the page")
+    p.add_argument("--out", metavar="FILE", type=OutputPath,
+                   help="write the page (4096 bytes VMX, 8192 bytes SVM) to FILE ('-': stdout)")
+    add_diff_option(p, "the page (with --nested: another merge list)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -41,21 +41,20 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
     n = nested.nested_from_args(args, s)
-    bitmap = compute_intercepts(s).bitmap if n is None else nested.vmcs02_page(n)
-    if bitmap is None:
-        raise UsageError(f"host {s.host.name} ({s.host.backend.value}) has no MSR bitmap:"
-                         " every guest MSR access exits")
+    bitmap = scenario_bitmap(s) if n is None else nested.vmcs02_page(n)
     diff = None
-    if args.diff and n is not None:
+    if args.diff is not None and n is not None:
+        label = f"{n.merge.name} -> {args.diff}"
         diff = bitmap.diff(nested.vmcs02_page(replace(n, merge=merge_list(args.diff))))
-    elif args.diff:
-        other = replace(s, policy=policy(args.diff))
-        check_backend(other.policy, s.host.backend)
-        other_bitmap = compute_intercepts(other).bitmap
-        assert other_bitmap is not None
+    elif args.diff is not None:
+        label, other = diff_scenario(args, s)
+        other_bitmap = scenario_bitmap(other)
+        if other_bitmap.KIND != bitmap.KIND:
+            raise UsageError(f"--diff must compare pages of one kind, not a {bitmap.KIND} with"
+                             f" a {other_bitmap.KIND}")
         diff = bitmap.diff(other_bitmap)
     if args.out:
-        write_atomically(args.out, bitmap.to_bytes())
+        write_output(args.out, bitmap.to_bytes())
     clear = bitmap.passthrough()
     by_msr: dict[int, Access] = {}
     for msr, access in clear:
@@ -72,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
             ],
         }
         if diff is not None:
-            obj["diff"] = {"merge" if n else "policy": args.diff,
-                           "rows": [diff_json(r) for r in diff]}
+            obj["diff"] = {"merge": args.diff} if n else {"against": label}
+            obj["diff"]["rows"] = [diff_json(r) for r in diff]
         if args.out:
             obj["out"] = args.out
         print_json(obj)
@@ -88,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for m, a in sorted(by_msr.items()):
         out.print(f"  {m:#010x}  {display_name(m):<24} {a.label}")
     if diff is not None:
-        now = s.policy.name if n is None else n.merge.name
-        out.print(diff_table(f"{now} -> {args.diff}: {len(diff)} bit(s) differ", diff))
+        out.print(diff_table(f"{label}: {len(diff)} bit(s) differ", diff))
     if args.out:
         out.print(f"wrote {bitmap.SIZE} bytes to {args.out}")
     return 0

@@ -15,13 +15,15 @@ import json
 import sys
 from typing import Any
 
-from msrvirt.cli.options import print_json, write_atomically
+from msrvirt.cli import OutputPath
+from msrvirt.cli.options import print_json
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts, Figure, measured_costs
 from msrvirt.errors import UsageError
-from msrvirt.live.calibrate import DEFAULT_ITERATIONS, DEFAULT_REPEATS, calibrate
+from msrvirt.live.calibrate import DEFAULT_ITERATIONS, DEFAULT_REPEATS, MAX_ITERATIONS, calibrate
 from msrvirt.live.errors import KvmError
 from msrvirt.live.fingerprint import PROC_CPUINFO
 from msrvirt.live.kvm import Kvm
+from msrvirt.output import check_output, write_output
 from msrvirt.report.cost import figures_table
 from msrvirt.report.tables import console
 
@@ -33,7 +35,8 @@ def register(sub: Any) -> None:
                    help="round trips per round (default %(default)s)")
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                    help="rounds; the best is kept (default %(default)s)")
-    p.add_argument("--out", metavar="FILE", help="write the figures as JSON (for cost --costs)")
+    p.add_argument("--out", metavar="FILE", type=OutputPath,
+                   help="write the figures as JSON (for cost --costs; '-': stdout)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(run=run)
 
@@ -54,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.repeats < 1:
         raise UsageError("--iterations and --repeats must be at least 1, not"
                          f" {args.iterations} and {args.repeats}")
+    if args.iterations > MAX_ITERATIONS:  # the guest counts them down in EBP
+        raise UsageError(f"--iterations must be at most {MAX_ITERATIONS:#x} (a 32-bit count),"
+                         f" not {args.iterations}")
+    if args.out:
+        check_output(args.out)  # before the measuring, not after
     try:
         costs = measure(args.iterations, args.repeats)
     except KvmError as err:
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         costs = DEFAULT_COSTS
     obj = costs.to_obj()
     if args.out:
-        write_atomically(args.out, (json.dumps(obj, indent=2) + "\n").encode())
+        write_output(args.out, (json.dumps(obj, indent=2) + "\n").encode())
     if args.json:
         print_json(obj)
         return 0

@@ -9,12 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from msrvirt.cli import InputPath
 from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import Row, builtin, rows, scenario_counts
 from msrvirt.conform.predict import predict
 from msrvirt.conform.scenario import ProbeScenario, parse
-from msrvirt.dataio import read_data_file
-from msrvirt.errors import FileFormatError, MsrvirtError
+from msrvirt.dataio import load
 from msrvirt.live import fingerprint as fp_mod
 from msrvirt.live.conformance import run_scenario
 from msrvirt.live.kvm import Kvm
@@ -27,8 +27,9 @@ SWEEP_ROWS = 1000  # a scenario with more operations is summarised unless --full
 def register(sub: Any) -> None:
     p = sub.add_parser("conformance", help="run the probe corpus on this host and compare"
                        " every outcome with the model", description=__doc__)
-    p.add_argument("--scenario", metavar="FILE", action="append",
-                   help="run these scenario files instead of the built-in corpus")
+    p.add_argument("--scenario", metavar="FILE", action="append", type=InputPath,
+                   help="run these scenario files instead of the built-in corpus (repeatable;"
+                   " '-': standard input)")
     p.add_argument("--full", action="store_true",
                    help=f"print every row, also of scenarios over {SWEEP_ROWS} operations")
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json.md)")
@@ -38,15 +39,7 @@ def register(sub: Any) -> None:
 def load_scenarios(paths: list[str] | None) -> list[ProbeScenario]:
     if not paths:
         return builtin()
-    out = []
-    for path in paths:
-        try:
-            out.append(parse(read_data_file(path)))
-        except FileFormatError:
-            raise
-        except MsrvirtError as err:
-            raise FileFormatError(path, str(err)) from None
-    return out
+    return [load(path, parse) for path in paths]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,12 +11,14 @@ import argparse
 import math
 from typing import Any
 
-from msrvirt.cli.options import print_json, write_atomically
+from msrvirt.cli import InputPath, OutputPath
+from msrvirt.cli.options import print_json
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
 from msrvirt.cost.model import COST_DESIGNS, COST_POLICIES, design_for, estimate, sweep
 from msrvirt.cost.workload import DEFAULT_WORKLOAD, WORKLOADS, workload
-from msrvirt.dataio import read_data_file
+from msrvirt.dataio import display_path, load
 from msrvirt.errors import UsageError
+from msrvirt.output import write_output
 from msrvirt.report.cost import cost_json, cost_table, costs_line, sweep_plot_png
 from msrvirt.report.tables import console
 
@@ -28,7 +30,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("cost", help="VM exits and CPU time of each intercept policy under a"
                        " workload", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME|FILE",
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME|FILE", type=InputPath,
                    help=f"workload profile: {', '.join(WORKLOADS)}, or a JSON/TOML file"
                    " (default %(default)s)")
     p.add_argument("--policy", action="extend", nargs="+", metavar="NAME",
@@ -36,9 +38,9 @@ def register(sub: Any) -> None:
                    f" {', '.join(COST_POLICIES)})")
     p.add_argument("--context-switches", type=float, metavar="N",
                    help="guest context switches per second instead of the workload's")
-    p.add_argument("--costs", metavar="FILE",
+    p.add_argument("--costs", metavar="FILE", type=InputPath,
                    help="exit costs from `msrvirt calibrate --out FILE` (default: built-in)")
-    p.add_argument("--plot", metavar="FILE.png",
+    p.add_argument("--plot", metavar="FILE.png", type=OutputPath,
                    help="write a PNG of exits/s and CPU %% against the context-switch rate")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -48,6 +50,8 @@ def _policies(given: list[str] | None) -> list[str]:
     if not given:
         return list(COST_POLICIES)
     names = [n.strip() for item in given for n in item.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--policy must name at least one policy, not {' '.join(given)!r}")
     for name in names:
         design_for(name)  # one line naming the policy if it cannot be costed
     return list(dict.fromkeys(names))
@@ -57,7 +61,7 @@ def load_costs(path: str | None) -> ExitCosts:
     """The built-in exit costs, or those of a calibrate output file."""
     if path is None:
         return DEFAULT_COSTS
-    return ExitCosts.from_obj(read_data_file(path), origin=path)
+    return load(path, lambda obj: ExitCosts.from_obj(obj, origin=display_path(path)))
 
 
 def plot_rates(current: float) -> list[float]:
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     results = [estimate(w, p, costs) for p in policies]
     if args.plot:
         rates = plot_rates(w.guest_context_switches.per_second)
-        write_atomically(args.plot, sweep_plot_png(sweep(w, policies, rates, costs), rates))
+        write_output(args.plot, sweep_plot_png(sweep(w, policies, rates, costs), rates))
     if args.json:
         obj = cost_json(results, costs, workload=w)
         if args.plot:

@@ -5,23 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.text import Text
-
+from msrvirt.api import access
 from msrvirt.arch.kvm import Access
-from msrvirt.arch.msrs import display_name, resolve_index
+from msrvirt.arch.msrs import display_name
 from msrvirt.cli import nested
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
 from msrvirt.errors import UsageError
-from msrvirt.policy.decide import Decision, Initiator, MsrAccess, decide
+from msrvirt.policy.decide import Decision, Initiator, decide
 from msrvirt.policy.nested import L2Decision, decide_l2
 from msrvirt.report.jsonout import decision_json
-from msrvirt.report.nested import l2_decision_json, l2_outcome_text, nested_line
-from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("decide", help="the outcome of one RDMSR/WRMSR", description=__doc__)
-    p.add_argument("--msr", required=True, metavar="NAME|INDEX")
+    p.add_argument("--msr", required=True, metavar="NAME|INDEX",
+                   help="the MSR: a name, an index, or a pattern such as 'IA32_FRED_RSP?' that"
+                   " matches one MSR")
     rw = p.add_mutually_exclusive_group(required=True)
     rw.add_argument("--read", action="store_true", help="RDMSR / KVM_GET_MSRS")
     rw.add_argument("--write", metavar="VALUE", help="WRMSR / KVM_SET_MSRS of VALUE")
@@ -48,24 +47,32 @@ def parse_value(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     s = scenario_from_args(args)
     n = nested.nested_from_args(args, s)
-    index = resolve_index(args.msr)
-    req = MsrAccess(
-        msr=index,
-        access=Access.R if args.read else Access.W,
-        value=0 if args.read else parse_value(args.write),
-        initiator=Initiator.HOST if args.host_initiated else Initiator.GUEST,
-    )
+    req = access(args.msr, write=None if args.read else parse_value(args.write),
+                 host_initiated=args.host_initiated)
+    index = req.msr
     d: Decision | L2Decision = decide(s, req) if n is None else decide_l2(n, req)
     if args.json:
+        if isinstance(d, Decision):
+            decision = decision_json(d)
+        else:  # report.nested renders with rich too: imported only when nested
+            from msrvirt.report.nested import l2_decision_json
+
+            decision = l2_decision_json(d)
         print_json({
             **nested.json_head(s, n),
             "access": {"index": index, "name": display_name(index),
                        "access": req.access.label, "value": req.value,
                        "initiator": req.initiator.value},
-            "decision": {**(decision_json(d) if isinstance(d, Decision) else l2_decision_json(d)),
-                         "kvm_ret": d.kvm_ret.name if d.kvm_ret else None, "value": d.value},
+            "decision": {**decision, "kvm_ret": d.kvm_ret.name if d.kvm_ret else None,
+                         "value": d.value},
         })
         return 0
+    # Rendering only off --json: rich is most of this verb's start-up time (bench/bench_cli.py).
+    from rich.text import Text
+
+    from msrvirt.report.nested import l2_outcome_text, nested_line
+    from msrvirt.report.tables import console, decision_lines, outcome_text, scenario_line
+
     out = console()
     who = "host KVM_SET_MSRS" if req.access is Access.W else "host KVM_GET_MSRS"
     if req.initiator is Initiator.GUEST:

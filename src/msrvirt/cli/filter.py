@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from msrvirt.cli import EXIT_USAGE
+from msrvirt.cli import EXIT_FINDING, InputPath
 from msrvirt.cli.options import load_filter, print_json
 from msrvirt.errors import FilterError
 from msrvirt.report.tables import console
@@ -18,21 +18,21 @@ def register(sub: Any) -> None:
     verbs = p.add_subparsers(dest="filter_verb", required=True, metavar="VERB",
                              parser_class=type(p))
     check = verbs.add_parser("check", help="validate FILE as KVM_X86_SET_MSR_FILTER would")
-    check.add_argument("file", metavar="FILE", help="filter file (JSON or TOML)")
+    check.add_argument("file", metavar="FILE", type=InputPath,
+                       help="filter file (JSON or TOML; '-': standard input)")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
-    flt = load_filter(args.file)
     try:
-        flt.validate()
-    except FilterError as err:
+        flt = load_filter(args.file)
+    except FilterError as err:  # a finding (exit 1); a file that cannot be read is exit 2
         if args.json:
             print_json({"file": args.file, "valid": False, "errno": err.errno_name,
                         "range": err.range_index, "message": str(err)})
-        print(f"msrvirt: {args.file}: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"msrvirt: {err}", file=sys.stderr)
+        return EXIT_FINDING
     active = [(i, r) for i, r in enumerate(flt.ranges) if r.nmsrs]
     if args.json:
         print_json({"file": args.file, "valid": True, "errno": None, "range": None,

@@ -13,9 +13,10 @@ from typing import Any
 
 from msrvirt.arch.msrs import display_name
 from msrvirt.arch.vmcs12 import CONTROL_BITS
+from msrvirt.cli import InputPath
 from msrvirt.cli.options import parse_guest, print_json
-from msrvirt.dataio import read_data_file
-from msrvirt.errors import FileFormatError, MsrvirtError, UnknownNameError, UsageError
+from msrvirt.dataio import STDIN, display_path, load
+from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.policy.bitmap import VmxMsrBitmap
 from msrvirt.policy.nested import (
     INTERCEPT_ALL_L1,
@@ -35,12 +36,6 @@ from msrvirt.policy.nested import (
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import Scenario
 from msrvirt.report.jsonout import scenario_json
-from msrvirt.report.nested import (
-    explain_l2_table,
-    l2_decision_json,
-    nested_json,
-)
-from msrvirt.report.tables import console
 
 DEFAULT_MERGE = "v9"
 _PROFILES = ("kvm", "intercept-all", "no-bitmaps")
@@ -49,7 +44,7 @@ _PROFILES = ("kvm", "intercept-all", "no-bitmaps")
 def add_nested_options(parser: argparse.ArgumentParser) -> None:
     """Add --nested, --l2-guest, --merge, --vmcs12."""
     group = parser.add_argument_group("nested VMX: answer for L1's L2 guest (docs/nested.md)")
-    group.add_argument("--nested", metavar="L1",
+    group.add_argument("--nested", metavar="L1", type=InputPath,
                        help="how L1 runs L2: kvm[:POLICY] (L1 is KVM with POLICY, default the"
                        " --policy), intercept-all, no-bitmaps, or an L1 bitmap file (JSON/TOML)")
     group.add_argument("--l2-guest", metavar="FEATURES",
@@ -73,15 +68,10 @@ def _load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
         return INTERCEPT_ALL_L1
     if spec == "no-bitmaps":
         return NO_BITMAPS_L1
-    if not (spec.endswith((".json", ".toml")) or os.sep in spec):
+    if not (spec == STDIN or spec.endswith((".json", ".toml")) or os.sep in spec):
         raise UnknownNameError("L1 profile", spec,
                                "kvm[:POLICY], intercept-all, no-bitmaps, or a .json/.toml file")
-    try:
-        return l1_from_obj(read_data_file(spec), spec)
-    except FileFormatError:
-        raise
-    except MsrvirtError as err:
-        raise FileFormatError(spec, str(err)) from None
+    return load(spec, lambda obj: l1_from_obj(obj, display_path(spec)))
 
 
 def nested_from_args(args: argparse.Namespace, s: Scenario) -> Nested | None:
@@ -101,6 +91,11 @@ def nested_from_args(args: argparse.Namespace, s: Scenario) -> Nested | None:
 
 def run_explain(args: argparse.Namespace, n: Nested, msrs: list[int]) -> int:
     """`explain --nested`: L2's read and write of each MSR."""
+    # Here, not at the top: report.nested renders with rich, which a verb without --nested
+    # need not import (bench/bench_cli.py).
+    from msrvirt.report.nested import explain_l2_table, l2_decision_json
+    from msrvirt.report.tables import console
+
     rows = [(i, *explain_l2(n, i)) for i in msrs]
     if args.json:
         print_json({
@@ -117,6 +112,8 @@ def json_head(s: Scenario, n: Nested | None) -> dict[str, Any]:
     """The "scenario" member of a verb's JSON object, and with --nested the "nested" one."""
     if n is None:
         return {"scenario": scenario_json(s)}
+    from msrvirt.report.nested import nested_json  # see run_explain
+
     return {"scenario": scenario_json(s), "nested": nested_json(n)}
 
 

@@ -23,12 +23,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    chosen = [policy(args.show)] if args.show else list(POLICIES.values())
+    chosen = [policy(args.show)] if args.show is not None else list(POLICIES.values())
     if args.json:
         print_json({"policies": [policy_json(p, rules=True) for p in chosen]})
         return 0
     out = console()
-    if not args.show:
+    if args.show is None:
         table = Table(title="KVM MSR intercept policies", title_justify="left")
         for col in ("policy", "backends", "rules", "description"):
             table.add_column(col)

@@ -7,9 +7,10 @@ from typing import Any
 
 from rich.console import Console
 
+from msrvirt.cli import InputPath, OutputPath
 from msrvirt.cli.check import add_jobs_option, jobs_of
 from msrvirt.cli.cost import load_costs
-from msrvirt.cli.options import check_writable, parse_guest, print_json, write_atomically
+from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import builtin, rows
 from msrvirt.conform.predict import Scope as PredictionScope
 from msrvirt.conform.predict import predict
@@ -19,6 +20,7 @@ from msrvirt.live import fingerprint as fp_mod
 from msrvirt.live.conformance import run_scenario
 from msrvirt.live.errors import KvmError
 from msrvirt.live.kvm import Kvm
+from msrvirt.output import check_output, write_output
 from msrvirt.report.cost import cost_json, sweep_plot_png
 from msrvirt.report.review import checks_json, claim_json, claims_table, counts_line, html_report
 from msrvirt.report.tables import console
@@ -32,11 +34,12 @@ DEFAULT_HTML = "out/review.html"
 def register(sub: Any) -> None:
     p = sub.add_parser("review", help="judge every claim of the seed patch and its review,"
                        " with the evidence (terminal, JSON and HTML)", description=__doc__)
-    p.add_argument("--html", metavar="FILE", default=DEFAULT_HTML,
-                   help=f"where to write the HTML report (default {DEFAULT_HTML})")
+    p.add_argument("--html", metavar="FILE", default=DEFAULT_HTML, type=OutputPath,
+                   help=f"where to write the HTML report (default {DEFAULT_HTML}, whose"
+                   " directory is created; '-': stdout)")
     p.add_argument("--no-live", action="store_true",
                    help="do not run the conformance corpus on /dev/kvm")
-    p.add_argument("--costs", metavar="FILE",
+    p.add_argument("--costs", metavar="FILE", type=InputPath,
                    help="per-exit costs from `msrvirt calibrate --out FILE`")
     add_jobs_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json.md)")
@@ -81,7 +84,9 @@ def _figures(exit_costs: ExitCosts) -> list[tuple[str, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.html)  # before 20 s of work, not after
+    # Before 20 s of work, not after; only the default's directory is made (out/).
+    parents = args.html == DEFAULT_HTML
+    check_output(args.html, parents=parents)
     jobs = jobs_of(args)
     exit_costs = load_costs(args.costs)
     table = load_claims()
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             " context switches/s", exit_costs=_figures(exit_costs),
             plot_png=sweep_plot_png(inputs.sweep, SWEEP_RATES), conformance=conformance,
             host_line=host_line)
-    write_atomically(args.html, page.encode())
+    write_output(args.html, page.encode(), parents=parents)
     if args.json:
         print_json({
             "claims": [claim_json(c) for c in claims],

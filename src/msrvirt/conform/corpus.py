@@ -24,7 +24,7 @@ def load_text(name: str, text: str) -> ProbeScenario:
     try:
         return parse(json.loads(text))
     except json.JSONDecodeError as err:
-        raise FileFormatError(name, f"not valid JSON: {err}") from None
+        raise FileFormatError(name, f"not valid json: {err}") from None
     except MsrvirtError as err:
         raise FileFormatError(name, str(err)) from None
 

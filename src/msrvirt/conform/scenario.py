@@ -17,8 +17,6 @@ from msrvirt.errors import UsageError
 from msrvirt.policy.decide import Initiator, MsrAccess
 from msrvirt.policy.filter import FilterRange, MsrFilter, bitmap_from_bits
 
-U64 = (1 << 64) - 1
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Answer:
@@ -118,7 +116,7 @@ def _op(obj: object, initiator: Initiator, where: str) -> MsrAccess:
         raise UsageError(f"{where} keys must be read, write, value; not {sorted(extra)[0]!r}")
     if "read" in obj:
         return MsrAccess(resolve_index(obj["read"]), Access.R, 0, initiator)
-    value = parse_int(obj.get("value", 0), f"{where} value") & U64
+    value = parse_int(obj.get("value", 0), f"{where} value")
     return MsrAccess(resolve_index(obj["write"]), Access.W, value, initiator)
 
 
@@ -128,7 +126,7 @@ def _answer(obj: object, access: Access, where: str) -> Answer:
     if obj == "ok":
         return Answer(error=False)
     if access is Access.R:
-        return Answer(error=False, value=parse_int(obj, where) & U64)
+        return Answer(error=False, value=parse_int(obj, where))
     raise UsageError(f'{where} must be "gp" or "ok" for a write, not {obj!r}')
 
 

@@ -1,4 +1,4 @@
-"""Workloads and VM-exit cost estimates (issue 5; docs/cost.md).
+"""Workloads and VM-exit cost estimates (docs/cost.md).
 
 Modules, bottom up: ``workload`` (profiles as data files, each rate with its source),
 ``constants`` (per-exit costs, built-in or measured, with their sources), ``units``

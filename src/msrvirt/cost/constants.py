@@ -1,7 +1,7 @@
 """Per-exit costs: the built-in figures with their sources, and figures measured on a host.
 
 Every figure says whether it was measured and where.  The built-in ones describe a
-VMX VM exit on a recent Intel CPU (issue 5); `msrvirt calibrate` measures what this
+VMX VM exit on a recent Intel CPU (assumed, not measured); `msrvirt calibrate` measures what this
 host's /dev/kvm can show (msrvirt.live.calibrate), which on a software backend such as
 PVM is that backend's exit path, not a VMX VM exit.  Both have the same JSON form
 (`ExitCosts.to_obj`), which `msrvirt cost --costs FILE` reads back.
@@ -93,7 +93,7 @@ def _figure(obj: object, name: str, unit: str, origin: str) -> Figure:
     return Figure(value=float(value), unit=unit, source=str(obj["source"]), measured=measured)
 
 
-_ISSUE = "issue 5 (the figures the project was given; not measured here)"
+_ASSUMED = "assumed, typical of recent Intel CPUs (not measured here)"
 IN_KERNEL_EXIT_CYCLES = 1300.0
 USERSPACE_EXTRA_CYCLES = 2500.0
 
@@ -103,11 +103,11 @@ DEFAULT_COSTS = ExitCosts(
                    source="assumed core clock of a recent Intel server CPU"),
     in_kernel_exit_cycles=Figure(
         value=IN_KERNEL_EXIT_CYCLES, unit="cycles", measured=False,
-        source=f"{_ISSUE}: an in-kernel VM exit with WRMSR emulation takes about 1,000-1,600"
+        source=f"{_ASSUMED}: an in-kernel VM exit with WRMSR emulation takes about 1,000-1,600"
         " cycles on recent Intel; the middle of that range"),
     userspace_exit_cycles=Figure(
         value=IN_KERNEL_EXIT_CYCLES + USERSPACE_EXTRA_CYCLES, unit="cycles", measured=False,
-        source=f"{_ISSUE}: an exit to userspace adds at least about 2,500 cycles in the kernel"
+        source=f"{_ASSUMED}: an exit to userspace adds at least about 2,500 cycles in the kernel"
         " to the in-kernel 1,300, plus the VMM's own work (not included: a lower bound)"),
 )
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 
-from msrvirt.dataio import read_data_file
+from msrvirt.dataio import STDIN, display_path, load
 from msrvirt.errors import FileFormatError, UnknownNameError, UsageError
 
 
@@ -142,7 +142,9 @@ def workload(name_or_file: str) -> Workload:
     """
     if name_or_file in WORKLOADS:
         return WORKLOADS[name_or_file]
-    if not (name_or_file.endswith((".json", ".toml")) or os.sep in name_or_file):
+    if not (name_or_file == STDIN or name_or_file.endswith((".json", ".toml"))
+            or os.sep in name_or_file):
         raise UnknownNameError("workload", name_or_file,
                                "one of " + ", ".join(WORKLOADS) + ", or a .json/.toml file")
-    return Workload.from_obj(read_data_file(name_or_file), origin=name_or_file)
+    return load(name_or_file,
+                lambda obj: Workload.from_obj(obj, origin=display_path(name_or_file)))

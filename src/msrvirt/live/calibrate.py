@@ -35,6 +35,7 @@ PAT = 0x277
 PAT_RESET = 0x0007040600070406  # the power-on value (SDM Vol. 3A, "PAT MSR")
 UNKNOWN_MSR = 0x474F4F00  # no MSR: KVM sends it to userspace (the upstream selftest's)
 DEFAULT_ITERATIONS = 20000
+MAX_ITERATIONS = 0xFFFF_FFFF  # the loop counts down in EBP
 DEFAULT_REPEATS = 5
 
 

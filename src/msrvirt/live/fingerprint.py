@@ -111,7 +111,8 @@ class Fingerprint:
         if extra:
             raise UsageError(f"fingerprint keys must be among {list(need)}, not {extra[0]!r}")
         backend = obj["backend"]
-        if backend is not None and backend not in set(Backend):
+        # A list, not a set: any JSON value compares, where hashing a list or dict would fail.
+        if backend is not None and backend not in [b.value for b in Backend]:
             raise UsageError(f"fingerprint backend must be vmx, svm, pvm or null, not {backend!r}")
         feature_msrs = obj["feature_msrs"]
         params = obj["module_params"]
@@ -123,18 +124,19 @@ class Fingerprint:
         return cls(
             cpu_model=str(obj["cpu_model"]),
             kernel_release=str(obj["kernel_release"]),
-            kvm_api_version=parse_int(obj["kvm_api_version"], "kvm_api_version"),
+            kvm_api_version=parse_int(obj["kvm_api_version"], "kvm_api_version", bits=32),
             kvm_modules=tuple(str(m) for m in _list(obj["kvm_modules"], "kvm_modules")),
             backend=None if backend is None else Backend(backend),
             module_params=tuple(sorted((str(k), str(v)) for k, v in params.items())),
             cpuid=tuple(_cpuid_entry(e) for e in _list(obj["cpuid"], "cpuid")),
             msr_index_list=tuple(
-                parse_int(i, "msr_index_list") for i in _list(obj["msr_index_list"], "msr_index_list")),
+                parse_int(i, "msr_index_list", bits=32)
+                for i in _list(obj["msr_index_list"], "msr_index_list")),
             feature_msr_index_list=tuple(
-                parse_int(i, "feature_msr_index_list")
+                parse_int(i, "feature_msr_index_list", bits=32)
                 for i in _list(obj["feature_msr_index_list"], "feature_msr_index_list")),
             feature_msrs=tuple(
-                MsrEntry(index=parse_int(k, "feature_msrs"), data=parse_int(v, "feature_msrs"))
+                MsrEntry(index=parse_int(k, "feature_msrs", bits=32), data=parse_int(v, "feature_msrs"))
                 for k, v in feature_msrs.items()),
             capabilities=tuple(sorted((str(k), parse_int(v, f"capabilities {k}"))
                                       for k, v in caps.items())),
@@ -154,7 +156,7 @@ def _cpuid_entry(obj: object) -> CpuidEntry:
     if set(obj) != set(fields):
         raise UsageError(f"a fingerprint cpuid entry must have exactly {list(fields)}, not"
                          f" {sorted(obj)}")
-    f, i, fl, a, b, c, d = (parse_int(obj[k], f"cpuid {k}") for k in fields)
+    f, i, fl, a, b, c, d = (parse_int(obj[k], f"cpuid {k}", bits=32) for k in fields)
     return CpuidEntry(function=f, index=i, flags=fl, eax=a, ebx=b, ecx=c, edx=d)
 
 

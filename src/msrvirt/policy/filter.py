@@ -201,7 +201,7 @@ class MsrFilter:
             raise UsageError(f"a filter must be an object, not {type(obj).__name__}")
         _reject_unknown_keys(obj, {"default", "ranges", "flags"}, "filter")
         if "flags" in obj:
-            flags = parse_int(obj["flags"], "filter flags")
+            flags = parse_int(obj["flags"], "filter flags", bits=32)
         else:
             default = obj.get("default", "allow")
             if default not in ("allow", "deny"):
@@ -254,7 +254,7 @@ def _range_flags(value: object, where: str) -> int:
                 raise UsageError(f'{where} flags must be "read" or "write", not {name!r}')
             flags |= 1 if name == "read" else 2
         return flags
-    return parse_int(value, f"{where} flags")
+    return parse_int(value, f"{where} flags", bits=32)
 
 
 def _range_from_obj(obj: object, i: int) -> FilterRange:
@@ -274,12 +274,8 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
             raise UsageError(f"{where} base must be an integer, hex string or MSR name,"
                              f" not {raw_base!r}") from None
     else:
-        base = parse_int(raw_base, f"{where} base")
-    nmsrs = parse_int(obj["nmsrs"], f"{where} nmsrs")
-    if not 0 <= base <= U32:
-        raise UsageError(f"{where} base must be a u32, not {base:#x}")
-    if not 0 <= nmsrs <= U32:
-        raise UsageError(f"{where} nmsrs must be a u32, not {nmsrs}")
+        base = parse_int(raw_base, f"{where} base", bits=32)
+    nmsrs = parse_int(obj["nmsrs"], f"{where} nmsrs", bits=32)
     given = [k for k in ("bitmap", "deny", "allow") if k in obj]
     if len(given) != 1:
         raise UsageError(f"{where} must have exactly one of bitmap, deny, allow, not {given}")
@@ -311,7 +307,8 @@ def _range_from_obj(obj: object, i: int) -> FilterRange:
     rng = FilterRange(flags=flags, base=base, nmsrs=nmsrs, allow_bits=b"")
     indices = []
     for item in listed:
-        idx = resolve_index(item if isinstance(item, str) else str(parse_int(item, f"{where} {key}")))
+        idx = resolve_index(item) if isinstance(item, str) else parse_int(item, f"{where} {key}",
+                                                                           bits=32)
         if not rng.covers(idx):
             raise UsageError(
                 f"{where} {key} entries must lie in [{base:#x}, {base + nmsrs:#x}), not {idx:#x}"

@@ -150,7 +150,7 @@ def counterexample_text(chk: DesignCheck) -> list[str]:
 
 
 def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
-    """The `--json` object of issue 4."""
+    """The `--json` object (docs/check.md)."""
     designs = []
     for chk in checks:
         res = chk.result
@@ -163,6 +163,9 @@ def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
             "counterexample": trace_lines(chk.machine, cx) if cx is not None else None,
             "states": res.states,
             "seconds": round(res.seconds, 3),
+            # A depth-bounded run's "holds" covers only the states within that depth.
+            "exhaustive": res.complete,
+            "depth": res.depth,
         })
     return {"designs": designs}
 

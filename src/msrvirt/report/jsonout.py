@@ -71,6 +71,13 @@ def policy_json(p: Policy, *, rules: bool) -> dict[str, Any]:
     return obj
 
 
+def decision_diff_json(index: int, direction: str, before: Decision, after: Decision) -> \
+        dict[str, Any]:
+    """One row of `explain --diff --json`."""
+    return {"index": index, "name": display_name(index), "access": direction,
+            "before": decision_json(before), "after": decision_json(after)}
+
+
 def diff_json(row: BitmapDiff) -> dict[str, Any]:
     return {
         "index": row.msr,

@@ -73,6 +73,18 @@ def decision_lines(reasons: Sequence[str]) -> list[str]:
     return [f"  {i + 1}. {reason}" for i, reason in enumerate(reasons)]
 
 
+def decision_diff_table(title: str, rows: Sequence[tuple[int, str, Decision, Decision]]) -> Table:
+    """(MSR, direction, before, after) rows of `explain --diff`, with the reason after."""
+    table = Table(title=title, title_justify="left")
+    for col in ("MSR", "index", "access", "before", "after"):
+        table.add_column(col, no_wrap=True, justify="right" if col == "index" else "left")
+    table.add_column("why, after")
+    for index, direction, before, after in rows:
+        table.add_row(display_name(index), f"{index:#x}", direction, outcome_text(before),
+                      outcome_text(after), after.summary)
+    return table
+
+
 def diff_table(title: str, rows: Sequence[BitmapDiff]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("MSR", no_wrap=True)
