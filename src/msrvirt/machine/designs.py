@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from msrvirt.errors import UnknownNameError
+from msrvirt.policy.nested import MergeList, merge_list
 from msrvirt.policy.policies import Policy, policy
 
 
@@ -47,6 +48,31 @@ class Fault(Enum):
     FILTER_NO_RECALC = "a filter change does not request the recomputation of intercepts"
     CPUID_NO_RECALC = "KVM_SET_CPUID2 does not recompute the intercepts"
     HOST_FIELDS_ONCE = "host FRED_RSP1-3 VMCS fields are written once, not when the VMCS moves CPU"
+    # Nested VMX (machine/nested.py): one step of Linux v6.19 nested.c with FRED v9 patch 19.
+    MERGE_IGNORES_L1 = "vmcs02's merged bits copy vmcs01's: L1's bitmap is ignored"
+    MERGE_IGNORES_VMCS01 = "vmcs02's merged bits copy L1's: vmcs01's bitmap (L0's filter) is ignored"
+    NESTED_EXIT_NO_HOST_LOAD = (
+        "a nested VM exit does not load vmcs12's host FRED fields into vmcs01: L1 resumes on the"
+        " FRED state L2 exited with")
+    NESTED_EXIT_NO_GUEST_SAVE = "a nested VM exit does not save L2's FRED state into vmcs12"
+
+
+class FilterTiming(Enum):
+    """When L0's VMM may change its MSR filter in a nested design, and what KVM does then."""
+
+    WHILE_L1 = "while the vCPU is out of L2; the next nested VM entry merges the new vmcs01"
+    WHILE_L2_STALE = ("also while the vCPU is in L2: KVM recomputes vmcs01 only and vmcs02 keeps"
+                      " its bits until L1's next VMLAUNCH/VMRESUME (Linux v6.19)")
+    WHILE_L2_REBUILT = ("also while the vCPU is in L2: KVM rebuilds vmcs02 from the new vmcs01"
+                        " when it recomputes (a fix of the v6.19 window)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NestedSetup:
+    """How a nested design's L0 runs L2: its merge list and when its filter may change."""
+
+    merge: MergeList
+    filter_timing: FilterTiming = FilterTiming.WHILE_L1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,16 +86,30 @@ class Design:
     faults: frozenset[Fault] = frozenset()
     expected: Verdict
     source: str
+    nested: NestedSetup | None = None  # a nested design (machine/nested.py): L0, L1 and L2
+    # For a design that models the kernel as it is and fails: what the failure shows.
+    finding: str = ""
 
 
 _SEED = "seed (v9 08/22) and kvm-msr-facts.md sections 5-8"
 _REVIEW = "kvm-msr-facts.md section 10"
+_NESTED = ("Linux v6.19 arch/x86/kvm/vmx/nested.c with FRED v9 patch 19 (vmcs12's FRED fields);"
+           " docs/nested.md")
 
 
 def _planted(name: str, summary: str, *, faults: frozenset[Fault] = frozenset(),
              put_sync: PutSync = PutSync.SYNC, policy_name: str = "fred-v9") -> Design:
     return Design(name=name, summary=summary, policy=policy(policy_name), put_sync=put_sync,
                   faults=faults, expected=Verdict.FAILS, source=f"planted bug; {_SEED}")
+
+
+def _nested(name: str, summary: str, merge: str, *, expected: Verdict = Verdict.HOLDS,
+            faults: frozenset[Fault] = frozenset(), source: str = _NESTED,
+            timing: FilterTiming = FilterTiming.WHILE_L1, finding: str = "") -> Design:
+    """A nested design: L0 and L1 both KVM with fred-v9, L0 merging with list ``merge``."""
+    return Design(name=name, summary=summary, policy=policy("fred-v9"), faults=faults,
+                  expected=expected, source=source, finding=finding,
+                  nested=NestedSetup(merge=merge_list(merge), filter_timing=timing))
 
 
 DESIGNS: dict[str, Design] = {
@@ -106,6 +146,36 @@ DESIGNS: dict[str, Design] = {
                  faults=frozenset({Fault.CPUID_NO_RECALC})),
         _planted("host-fields-once", "host RSP1-3 VMCS fields not rewritten on vCPU migration",
                  faults=frozenset({Fault.HOST_FIELDS_ONCE})),
+        _nested("nested-upstream", "nested: L0 merges Linux v6.19's list (no FRED MSR) into"
+                " vmcs02", "upstream"),
+        _nested("nested-v9", "nested: L0 merges v6.19's list and FRED_RSP0 (v9 patch 19)", "v9"),
+        _nested("nested-fred-all", "nested: L0 merges v6.19's list and all nine FRED MSRs (the"
+                " review's request)", "fred-all"),
+        _nested("nested-filter-window", "nested, fred-all: L0's filter changes while L2 runs and"
+                " vmcs02 keeps its bits until L1's next VMRESUME (v6.19)", "fred-all",
+                expected=Verdict.FAILS, timing=FilterTiming.WHILE_L2_STALE,
+                source=f"{_NESTED}; vmx.c vmx_recalc_msr_intercepts changes vmcs01 only",
+                finding="until L1's next VMLAUNCH/VMRESUME, L0's new filter does not hold for"
+                " L2's accesses to the MSRs vmcs02 merged (the FRED MSRs under fred-all, RSP0"
+                " under v9, PL0_SSP and the other merged MSRs under every list)"),
+        _nested("nested-filter-rebuilt", "nested, fred-all: L0's filter changes while L2 runs and"
+                " KVM rebuilds vmcs02 with vmcs01 (a fix of the window)", "fred-all",
+                timing=FilterTiming.WHILE_L2_REBUILT,
+                source=f"msrvirt's alternative to v6.19's lazy vmcs02; {_NESTED}"),
+        _nested("nested-merge-no-l1", "nested, fred-all: the merge ignores L1's bitmap",
+                "fred-all", expected=Verdict.FAILS, faults=frozenset({Fault.MERGE_IGNORES_L1}),
+                source=f"planted bug; {_NESTED}"),
+        _nested("nested-merge-no-vmcs01", "nested, fred-all: the merge ignores vmcs01's bitmap"
+                " (L0's filter)", "fred-all", expected=Verdict.FAILS,
+                faults=frozenset({Fault.MERGE_IGNORES_VMCS01}), source=f"planted bug; {_NESTED}"),
+        _nested("nested-exit-no-host-load", "nested, v9: a nested exit does not load L1's FRED"
+                " host fields from vmcs12", "v9", expected=Verdict.FAILS,
+                faults=frozenset({Fault.NESTED_EXIT_NO_HOST_LOAD}),
+                source=f"planted bug; {_NESTED}"),
+        _nested("nested-exit-no-guest-save", "nested, v9: a nested exit does not save L2's FRED"
+                " state to vmcs12", "v9", expected=Verdict.FAILS,
+                faults=frozenset({Fault.NESTED_EXIT_NO_GUEST_SAVE}),
+                source=f"planted bug; {_NESTED}"),
     )
 }
 
