@@ -18,10 +18,11 @@ from msrvirt.cli.nested import load_l1
 from msrvirt.cli.options import print_json, write_atomically
 from msrvirt.cost.constants import DEFAULT_COSTS, L1_ROUND_TRIP, ExitCosts
 from msrvirt.cost.model import COST_DESIGNS, COST_POLICIES, design_for, estimate, sweep
-from msrvirt.cost.nested import DEFAULT_L0_POLICY, estimate_nested, kvm_nested, l0_scenario
+from msrvirt.cost.nested import DEFAULT_L0_POLICY, estimate_nested, kvm_nested
 from msrvirt.cost.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload, workload
 from msrvirt.dataio import read_data_file
 from msrvirt.errors import UsageError
+from msrvirt.machine.nested import l0_scenario
 from msrvirt.policy.nested import MERGE_LISTS, Nested, merge_list
 from msrvirt.policy.policies import policy
 from msrvirt.report.cost import (

@@ -2,7 +2,7 @@
 
 The workload runs in L2 (its CPUID FRED+SHSTK or FRED only, as the workload says), under
 an L1 (a profile of policy/nested.py: KVM with a policy, intercept-all, no-bitmaps or a
-bitmap file) on L0 (the intel-fred host, L1 with every host feature, L0's policy).  Each
+bitmap file) on L0 (the nested model's: the intel-fred host, L1 FRED+SHSTK, L0's policy).  Each
 unit's guest writes (`msrvirt.cost.units.guest_writes`: RSP0 per context switch, Linux's
 FRED bring-up) are decided by the nested policy model (`policy.nested.decide_l2`) under
 each merge list, and scaled by the workload's rates.  An access that exits costs an exit
@@ -21,17 +21,16 @@ from dataclasses import dataclass
 from functools import cache
 
 from msrvirt.arch.cpuid import Feature
-from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
 from msrvirt.cost.constants import DEFAULT_COSTS, L1_ROUND_TRIP, ExitCosts, Figure
 from msrvirt.cost.units import FRED_MSRS, Unit, guest_writes
 from msrvirt.cost.workload import Workload
-from msrvirt.machine.model import HOST_PROFILE, GuestCpu
+from msrvirt.machine.model import GuestCpu
+from msrvirt.machine.nested import l0_scenario
 from msrvirt.policy.decide import MsrAccess
 from msrvirt.policy.nested import L2Decision, L2Outcome, MergeList, Nested, decide_l2, kvm_l1
-from msrvirt.policy.policies import Policy, policy
-from msrvirt.policy.scenario import Scenario
+from msrvirt.policy.policies import policy
 
 DEFAULT_L0_POLICY = "fred-v9"
 
@@ -39,12 +38,6 @@ DEFAULT_L0_POLICY = "fred-v9"
 def l2_features(w: Workload) -> frozenset[Feature]:
     """L2's CPUID: the workload's guest, FRED with or without shadow stacks."""
     return (GuestCpu.FRED_SHSTK if w.guest_shstk else GuestCpu.FRED).features
-
-
-def l0_scenario(l0_policy: Policy) -> Scenario:
-    """L0: the intel-fred host giving L1 every host feature, with ``l0_policy``."""
-    h = host(HOST_PROFILE)
-    return Scenario(host=h, guest=h.features, policy=l0_policy)
 
 
 def kvm_nested(w: Workload, merge: MergeList, l1_policy: str = DEFAULT_L0_POLICY,

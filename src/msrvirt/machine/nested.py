@@ -118,6 +118,7 @@ from msrvirt.policy.bitmap import VmxMsrBitmap
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
 from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.nested import kvm_l1, merge_bitmaps
+from msrvirt.policy.policies import Policy
 from msrvirt.policy.scenario import Scenario
 
 # The modelled MSRs: FRED_RSP1 stands for RSP1-3, STKLVLS, SSP1-3 and CONFIG (docs/check.md).
@@ -245,21 +246,23 @@ def _bit(slot: Slot, access: Access) -> int:
     return slot_bits(lambda msr, a: msr == slot.msr and a is access)
 
 
-def _l0_scenario(d: Design, f: L0Filter) -> Scenario:
+def l0_scenario(l0_policy: Policy, f: L0Filter = L0Filter.NONE) -> Scenario:
+    """L0 of the nested model: the intel-fred host, L1 FRED+SHSTK, ``l0_policy``, filter ``f``."""
     h = host(HOST_PROFILE)
-    return Scenario(host=h, guest=_SHSTK.features, policy=d.policy, filter=f.msr_filter)
+    return Scenario(host=h, guest=_SHSTK.features, policy=l0_policy, filter=f.msr_filter)
 
 
 def _vmcs01_page(d: Design, f: L0Filter) -> VmxMsrBitmap:
-    page = compute_intercepts(_l0_scenario(d, f)).bitmap
+    page = compute_intercepts(l0_scenario(d.policy, f)).bitmap
     assert isinstance(page, VmxMsrBitmap)  # a VMX host
     return page
 
 
 def _l1_page(d: Design, f: FilterChoice) -> VmxMsrBitmap:
     """L1's page for L2: KVM with the design's policy, L2 FRED+SHSTK, L1's filter ``f``."""
-    l1 = kvm_l1(_l0_scenario(d, L0Filter.NONE), d.policy, _SHSTK.features, f.msr_filter)
-    assert l1.controls & FRED_CONTROLS == FRED_CONTROLS  # the controls the model assumes
+    l1 = kvm_l1(l0_scenario(d.policy), d.policy, _SHSTK.features, f.msr_filter)
+    if l1.controls & FRED_CONTROLS != FRED_CONTROLS:
+        raise ValueError("the nested model needs vmcs12's three FRED controls set")
     return l1.bitmap
 
 
@@ -291,17 +294,21 @@ def vmcs02_masks(d: Design) -> dict[tuple[int, ...], int]:
 
 
 def _check_assumptions(d: Design) -> None:
-    """What the declaration relies on, checked against the policies (AssertionError if not)."""
+    """What the declaration relies on, against the policies; ValueError where they differ."""
     for bits in vmcs01_masks(d).values():
         for slot in (Slot.RSP0, Slot.PL0_SSP):
-            # L1's own RDMSR/WRMSR of RSP0, its XSAVES/XRSTORS of PL0_SSP, run on the CPU.
-            assert not bits & (_bit(slot, R) | _bit(slot, W)), f"vmcs01 intercepts {slot.name}"
+            # L1's own RDMSR/WRMSR of RSP0 and XSAVES/XRSTORS of PL0_SSP run on the CPU.
+            if bits & (_bit(slot, R) | _bit(slot, W)):
+                raise ValueError(f"the nested model needs vmcs01 ({d.policy.name}) to pass"
+                                 f" {slot.label} through to L1")
     for (f1,), bits in l1_masks(d).items():
         for slot in NESTED_SLOTS:
             for access in (R, W):
                 # L1 intercepts only what its filter denies, so a reflected access is L1's #GP.
                 denied = not FilterChoice(f1).msr_filter.allows(slot.msr, access)
-                assert bool(bits & _bit(slot, access)) == denied, f"L1 and {slot.name}"
+                if bool(bits & _bit(slot, access)) != denied:
+                    raise ValueError(f"the nested model needs L1 ({d.policy.name}) to intercept"
+                                     f" {slot.label} exactly when its filter denies it")
 
 
 def vmcs02_intercepts(slot: Slot, access: Access) -> Expr:
