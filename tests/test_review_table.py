@@ -90,9 +90,16 @@ def test_a_malformed_table_is_refused_naming_the_problem(path: str, value: Any, 
     ({"kind": "consumes", "event": "coffee", "msrs": ["FRED_RSP0"]}, "coffee"),
     ({"kind": "host-check"}, "decides"),
     ({"kind": "host-check", "decides": "x", "expect": "supports"}, "holds, fails"),
+    ({"kind": "nested", "aspect": "speed", "without": "v9"}, r"aspect speed takes \['aspect',"),
+    ({"kind": "nested", "aspect": "speed", "without": "v9", "with": "v8"}, "v8"),
+    ({"kind": "nested", "aspect": "mood"}, "mood"),
+    ({"kind": "nested", "aspect": "state", "merges": ["v9"], "msrs": ["FRED_RSP1"],
+      "without": "upstream"}, "aspect state takes"),
 ], ids=["an unknown design", "a missing parameter", "an unknown expectation",
         "an unknown parameter", "an unknown MSR", "an unknown invariant", "an unknown event",
-        "an awaited kind without what decides it", "an awaited kind's expectation"])
+        "an awaited kind without what decides it", "an awaited kind's expectation",
+        "a nested speed need without the list it compares with", "an unknown merge list",
+        "an unknown nested aspect", "a nested state need with a speed parameter"])
 def test_a_need_that_does_not_fit_its_kind_is_refused(need: dict[str, Any], says: str) -> None:
     raw = _raw()
     raw["claims"][0]["needs"] = [need]
