@@ -144,7 +144,7 @@ def verdict_table(checks: Sequence[DesignCheck]) -> Table:
     table = Table(title="msrvirt check: designs x invariants",
                   caption="-: the invariant judges the other kind of design (single-level or"
                   " nested)")
-    table.add_column("design")
+    table.add_column("design", no_wrap=True)
     table.add_column("expected")
     table.add_column("verdict")
     for inv in INVARIANTS:
