@@ -3,10 +3,12 @@ each planted bug is found with its shortest counterexample ("the checker finds t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from msrvirt.check.explore import Result, check_design, explore, violations
-from msrvirt.check.invariants import INVARIANTS, Applies, Scope, invariant
+from msrvirt.check.explore import DesignCheck, Result, check_design, explore
+from msrvirt.check.invariants import INVARIANTS, Applies, invariant
 from msrvirt.check.parallel import CheckJob, check_all
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.designs import DESIGNS, Verdict, design
@@ -83,24 +85,14 @@ def test_every_planted_single_level_design_is_in_the_table() -> None:
 
 
 @pytest.mark.parametrize(("name", "inv", "length", "broken"), PLANTED, ids=[p[0] for p in PLANTED])
-def test_the_checker_finds_this_bug(name: str, inv: str, length: int, broken: set[str]) -> None:
+def test_the_checker_finds_this_bug(name: str, inv: str, length: int, broken: set[str],
+                                    assert_replays: Callable[[DesignCheck, str], None]) -> None:
     chk = check_design(design(name), depth=CAUGHT_DEPTH)
     res = chk.result
     assert res.verdict is Verdict.FAILS
     assert {n for n, v in res.verdicts.items() if v is Verdict.FAILS} == broken
-    cx = res.counterexamples[inv]
-    assert len(cx) == length
-    # Replaying the trace reaches the same states, and the invariant fails at its end.
-    m = chk.machine
-    state = m.initial()
-    for ev, after in zip(cx.events, cx.states, strict=True):
-        assert ev in m.events(state)
-        prev, state = state, m.step(state, ev)
-        assert state == after
-    if invariant(inv).scope is Scope.STATE:
-        assert violations(m, state)[inv] == cx.message
-    else:
-        assert violations(m, prev, cx.events[-1])[inv] == cx.message
+    assert len(res.counterexamples[inv]) == length
+    assert_replays(chk, inv)
 
 
 def test_each_single_level_invariant_is_broken_by_some_planted_bug() -> None:
