@@ -169,6 +169,11 @@ def _applies(inv: Invariant, chk: DesignCheck) -> bool:
     return inv.applies.to(chk.machine)
 
 
+def judged_by(chk: DesignCheck) -> list[str]:
+    """The names of the invariants that judge ``chk``'s design (single-level or nested)."""
+    return [inv.name for inv in INVARIANTS if _applies(inv, chk)]
+
+
 def counterexample_text(chk: DesignCheck) -> list[str]:
     """The shortest counterexample of a failing design, with a heading line."""
     cx = chk.result.first_counterexample()
@@ -192,8 +197,7 @@ def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
             "name": chk.design.name,
             "expected": chk.design.expected.value,
             "verdict": res.verdict.value,
-            "invariants": {inv.name: res.verdicts[inv.name].value for inv in INVARIANTS
-                           if _applies(inv, chk)},
+            "invariants": {name: res.verdicts[name].value for name in judged_by(chk)},
             "counterexample": trace_lines(chk.machine, cx) if cx is not None else None,
             "states": res.states,
             "seconds": round(res.seconds, 3),
