@@ -61,7 +61,8 @@ def test_explain_json_schema_and_fred_passthrough(capsys: pytest.CaptureFixture[
     for name in FRED:
         for direction in ("read", "write"):
             d = rows[name][direction]
-            assert set(d) == {"outcome", "exit_reason", "intercept", "reasons"}
+            assert set(d) == {"outcome", "exit_reason", "exit_reason_if_enabled", "intercept",
+                              "exact", "missing", "reasons"}
             assert d["outcome"] == "passthrough" and d["intercept"] is False
     assert {"IA32_PL0_SSP", "IA32_U_CET", "IA32_TSC", "FS_BASE"} <= set(rows)
 

@@ -130,3 +130,56 @@ def test_bad_scenarios_name_the_bad_value(obj: object, message: str) -> None:
 def test_writes_of_a_guest_op_keep_their_value() -> None:
     ps = parse({"name": "x", "steps": [{"guest": [{"write": "fred_rsp0", "value": "0x40"}]}]})
     assert ps.steps == (GuestOps(ops=(MsrAccess(0x1CC, Access.W, 0x40),)),)
+
+
+def test_a_sweep_covers_the_ranges_it_names() -> None:
+    ps = parse({"name": "s", "sweep": {"ranges": [["0x4b564d00", "0x4b564d0f"]],
+                                       "filter": False}, "enforce_pv_cpuid": True})
+    reads, writes = (step.ops for step in ps.steps)  # type: ignore[union-attr]
+    assert [op.msr for op in reads] == list(range(0x4B564D00, 0x4B564D10))
+    assert all(op.access is Access.W and op.value == 0 for op in writes)
+    assert ps.filter is None and ps.enforce_pv_cpuid and not ps.hyperv
+
+
+def test_the_builtin_sweep_keeps_its_filter_and_indices() -> None:
+    ps = load("09-sweep.json")
+    assert ps.filter is not None and 1 <= len(ps.filter.ranges) <= 16 and ps.op_count == 32768
+
+
+@pytest.mark.parametrize(("obj", "bad"), [
+    ({"name": "s", "sweep": {"ranges": [["0x10", "0x1"]]}}, "first <= last"),
+    ({"name": "s", "sweep": {"ranges": "all"}}, "ranges"),
+    ({"name": "s", "sweep": {"ranges": [["0x0", "0xffff"]]}}, "at most"),
+    ({"name": "s", "sweep": {"nope": 1}}, "nope"),
+    ({"name": "s", "sweep": {"filter": "yes"}}, "filter"),
+    ({"name": "s", "hyperv": 1, "steps": [{"guest": [{"read": 16}]}]}, "hyperv"),
+], ids=["a backwards range", "ranges not a list", "too many indices", "an unknown key",
+        "filter not a boolean", "hyperv not a boolean"])
+def test_bad_sweeps_are_refused_naming_the_value(obj: dict[str, object], bad: str) -> None:
+    with pytest.raises(UsageError, match=bad):
+        parse(obj)
+
+
+def test_every_prediction_of_the_corpus_is_at_full_scope_on_pvm() -> None:
+    # Since the MSR table covers every index KVM handles, no operation is filter-only.
+    for f in sorted(f.name for f in CORPUS.iterdir() if f.name.endswith(".json")):
+        ps = load(f)
+        if ps.op_count > 5000:
+            continue  # the 32k sweep is checked live (tests/live/test_live_conformance.py)
+        assert all(p.scope is Scope.FULL for p in predictions(ps)), f
+
+
+def test_the_probe_has_no_in_kernel_apic_so_x2apic_reads_fail() -> None:
+    ps = parse({"name": "s", "exits": ["inval"], "steps": [{"guest": [{"read": "X2APIC_TPR"}]}]})
+    (p,) = predictions(ps)
+    assert p.seen == Seen(result=Result.GP, exit=ExitReason.INVAL) and p.scope is Scope.FULL
+
+
+def test_a_write_stored_by_kvm_is_what_the_next_read_returns() -> None:
+    ps = parse({"name": "s", "steps": [{"guest": [
+        {"write": "IA32_MTRR_PHYSBASE0", "value": "0x1006"},
+        {"read": "IA32_MTRR_PHYSBASE0"},
+        {"write": "K7_HWCR", "value": "0x1000040"}, {"read": "K7_HWCR"}]}]})
+    seen = [p.seen for p in predictions(ps)]
+    assert seen[1].value == 0x1006
+    assert seen[3].value == 0x1000000  # kvm_set_msr_common drops bit 6

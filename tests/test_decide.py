@@ -9,7 +9,8 @@ import pytest
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access, ExitReason, KvmRet
-from msrvirt.policy.decide import Decision, Initiator, MsrAccess, Outcome, canonical, decide
+from msrvirt.policy.decide import Decision, Initiator, MsrAccess, Outcome, decide
+from msrvirt.policy.emulate import canonical
 from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter, bitmap_from_bits
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import NO_EXITS, Scenario
@@ -179,17 +180,20 @@ def test_passthrough_never_involves_kvm() -> None:
 def test_a_filtered_access_is_marked_filtered_whatever_the_exit_mask() -> None:
     for exits in (ExitReason(0), ExitReason.FILTER):
         d = wr(sc(flt=deny(FRED_CONFIG, W), exits=exits), FRED_CONFIG, 0)
-        assert d.filtered and d.exit_reason is ExitReason.FILTER and d.intercept
+        assert d.filtered and d.would_exit is ExitReason.FILTER and d.intercept
+        assert d.exit_reason is (ExitReason.FILTER if exits else None)
 
 
-def test_the_model_abstains_past_the_filter_on_msrs_it_does_not_know() -> None:
-    assert not rd(sc(), 0x474F4F00).exact
+def test_an_index_kvm_does_not_know_is_exactly_unsupported() -> None:
+    # The table has a row for every index KVM v6.19 handles, so no row means UNSUPPORTED.
+    d = rd(sc(exits=ALL_EXITS), 0x474F4F00)
+    assert d.exact and d.kvm_ret is KvmRet.UNSUPPORTED and d.exit_reason is ExitReason.UNKNOWN
     assert rd(sc(), FRED_RSP0).exact
 
 
 def test_ignore_msrs_makes_unknown_msrs_read_zero() -> None:
     s = sc()
-    s = replace(s, host=replace(s.host, ignore_msrs=True))
+    s = replace(s, host=replace(s.host, params=replace(s.host.params, ignore_msrs=True)))
     d = rd(s, 0x474F4F00)
     assert d.outcome is Outcome.EMULATED and d.value == 0
 

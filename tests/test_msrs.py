@@ -124,3 +124,86 @@ def test_no_two_features_share_a_cpuid_bit() -> None:
     places = [(b.leaf, b.subleaf, b.reg, b.bit) for b in CPUID_BITS.values()]
     assert len(places) == len(set(places))
     assert set(CPUID_BITS) == set(Feature)
+
+
+# -- families: every index KVM routes to a family handler has a row (arch/msrs.py) -----------
+
+@pytest.mark.parametrize(("first", "last", "what"), [
+    (0x800, 0x8FF, "the x2APIC range (kvm_{get,set}_msr_common APIC_BASE_MSR ... + 0xff)"),
+    (0x200, 0x26F, "the MTRR range (MTRRphysBase_MSR(0) ... MSR_MTRRfix4K_F8000)"),
+    (0x400, 0x47F, "32 machine-check banks (KVM_MAX_MCE_BANKS x 4)"),
+    (0x280, 0x29F, "32 MCi_CTL2 (MSR_IA32_MC0_CTL2 ... MCx_CTL2(KVM_MAX_MCE_BANKS) - 1)"),
+    (0x480, 0x491, "VMX capabilities (KVM_FIRST_EMULATED_VMX_MSR ... KVM_LAST_EMULATED_VMX_MSR)"),
+    (0x40000000, 0x4000009F, "Hyper-V GUEST_OS_ID ... SINT15 (kvm_hv_{get,set}_msr_common)"),
+    (0x40000100, 0x40000105, "Hyper-V CRASH_P0 ... CRASH_CTL"),
+    (0x400000B0, 0x400000B7, "Hyper-V STIMER0_CONFIG ... STIMER3_COUNT"),
+], ids=lambda v: v if isinstance(v, str) else hex(v))
+def test_a_family_range_has_a_row_for_every_index(first: int, last: int, what: str) -> None:
+    missing = [hex(i) for i in range(first, last + 1) if msrs.lookup(i) is None]
+    assert not missing, f"{what}: no row for {missing[:5]}"
+
+
+@pytest.mark.parametrize(("name", "index"), [
+    ("IA32_MC3_STATUS", 0x40D), ("IA32_MC31_MISC", 0x47F), ("IA32_MC7_CTL2", 0x287),
+    ("IA32_MTRR_PHYSMASK3", 0x207), ("IA32_MTRRFIX16K_A0000", 0x259),
+    ("IA32_MTRRFIX4K_F8000", 0x26F), ("X2APIC_ICR", 0x830), ("X2APIC_SELF_IPI", 0x83F),
+    ("IA32_PERFEVTSEL5", 0x18B), ("IA32_FIXED_CTR1", 0x30A), ("F15H_PERF_CTR5", 0xC001020B),
+    ("IA32_VMX_VMFUNC", 0x491), ("IA32_VMX_TRUE_ENTRY_CTLS", 0x490),
+    ("HV_X64_MSR_STIMER3_COUNT", 0x400000B7), ("HV_X64_MSR_TSC_INVARIANT_CONTROL", 0x40000118),
+    ("HV_X64_MSR_SYNDBG_OPTIONS", 0x400000FF), ("KVM_ASYNC_PF_ACK", 0x4B564D07),
+], ids=lambda v: v if isinstance(v, str) else hex(v))
+def test_family_members_have_the_indices_of_msr_index_h(name: str, index: int) -> None:
+    # arch/x86/include/asm/msr-index.h, include/hyperv/hvgdk_mini.h, uapi kvm_para.h (v6.19)
+    assert msrs.index_of(name) == index
+
+
+# -- provenance: every rule cites the kernel file and function it follows ----------------------
+
+def test_every_row_cites_the_kernel_at_a_pinned_tree() -> None:
+    from msrvirt.arch.kernel import TREES
+    for row in msrs.MSRS:
+        assert row.kernel, f"{row} cites no kernel function"
+        for c in row.kernel:
+            assert c.tree in TREES and c.file.startswith(("arch/", "include/")) and c.functions
+        for over in row.overrides:
+            assert all(c.tree in TREES for c in over.kernel)
+
+
+def test_every_builtin_intercept_rule_cites_the_kernel() -> None:
+    from msrvirt.arch.kernel import TREES
+    from msrvirt.policy.policies import POLICIES
+    for pol in POLICIES.values():
+        for rule in pol.rules:
+            assert rule.kernel and all(c.tree in TREES for c in rule.kernel), rule.id
+
+
+def test_docs_kernel_sources_names_every_tree() -> None:
+    from pathlib import Path
+
+    from msrvirt.arch.kernel import TREES
+    text = (Path(__file__).parents[1] / "docs" / "kernel-sources.md").read_text()
+    for tree in TREES:
+        assert tree.repo in text and tree.ref in text, tree
+
+
+# -- one place: MSR indices are written only in the MSR table ----------------------------------
+
+_NAMED_THROUGH_THE_TABLE = ("policy/policies.py", "policy/intercepts.py", "policy/decide.py",
+                            "policy/filter.py", "policy/scenario.py", "conform/predict.py",
+                            "conform/corpus.py", "cost/units.py", "cost/model.py",
+                            "live/conformance.py", "arch/hosts.py")
+
+
+@pytest.mark.parametrize("path", _NAMED_THROUGH_THE_TABLE)
+def test_no_msr_index_is_written_outside_the_table(path: str) -> None:
+    import ast
+    from pathlib import Path
+
+    source = (Path(msrs.__file__).parents[1] / path).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int) \
+                and not isinstance(node.value, bool) and node.value >= 0x10:
+            text = ast.get_source_segment(source, node) or ""
+            if text.lower().startswith("0x") and msrs.lookup(node.value) is not None:
+                raise AssertionError(f"{path}:{node.lineno} writes {text}, an index of"
+                                     f" {msrs.display_name(node.value)}: name it through the table")

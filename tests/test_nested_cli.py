@@ -52,7 +52,8 @@ def test_explain_nested_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     for row in doc["msrs"]:
         for access in ("read", "write"):
             d = row[access]
-            assert set(d) == {"outcome", "exit_reason", "vmcs02_intercept", "basis",
+            assert set(d) == {"outcome", "exit_reason", "exit_reason_if_enabled", "exact",
+                              "missing", "vmcs02_intercept", "basis",
                               "vmcs01_intercept", "l1_intercept", "l1_wants_exit",
                               "nested_exit_reason", "reasons"}
             assert d["outcome"] == "passthrough" and d["basis"] == "merged"

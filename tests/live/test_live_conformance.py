@@ -12,7 +12,7 @@ from msrvirt.arch.cpuid import Feature
 from msrvirt.cli import main
 from msrvirt.cli.options import parse_guest
 from msrvirt.conform.corpus import builtin, rows
-from msrvirt.conform.predict import predict
+from msrvirt.conform.predict import Scope, predict
 from msrvirt.live import fingerprint
 from msrvirt.live.conformance import edit_cpuid, run_scenario
 from msrvirt.live.kvm import CpuidEntry, Kvm
@@ -28,7 +28,10 @@ def test_the_builtin_corpus_agrees_with_the_model_on_this_host(kvm: Kvm) -> None
         all_rows += rows(ps, list(predict(host, result.guest_features, ps)), result.observed)
     disagree = [r.to_obj() for r in all_rows if not r.agree]
     assert disagree == []
-    assert len(scenarios) >= 10 and len(all_rows) >= 33_000
+    assert len(scenarios) >= 12 and len(all_rows) >= 36_000
+    # Every operation is predicted at full scope: no abstaining past the filter (issue 8).
+    filter_only = [r.to_obj() for r in all_rows if r.predicted.scope is not Scope.FULL]
+    assert filter_only == []
 
 
 @pytest.mark.kvm
@@ -51,6 +54,10 @@ def test_conformance_json_has_one_row_per_operation(kvm: Kvm,
     row = doc["results"][0]
     assert set(row) == {"scenario", "op", "predicted", "observed", "agree"}
     assert all(r["agree"] for r in doc["results"])
+    counts = {c["scenario"]: c for c in doc["summary"]}
+    assert set(counts) == {ps.name for ps in builtin()}
+    for c in counts.values():
+        assert c["full"] + c["filter_only"] == c["operations"] and c["disagree"] == 0
 
 
 @pytest.mark.kvm
@@ -92,3 +99,18 @@ def test_edit_cpuid_sets_and_clears_exactly_the_known_bits(wanted: frozenset[Fea
     edited = edit_cpuid(entries, wanted)
     assert edited[0].eax == eax
     assert edited[1].ebx == 0  # IBPB not wanted: cleared
+
+
+def test_hyperv_leaves_move_kvms_leaves_behind_them() -> None:
+    # cpuid.c kvm_cpuid_has_hyperv looks for "Hv#1" at 0x40000001; kvm_get_hypervisor_cpuid
+    # then finds KVM's signature at 0x40000100.
+    from msrvirt.arch.hosts import features_from_cpuid, kvm_cpuid_base
+    from msrvirt.live.conformance import HYPERV_INTERFACE, with_hyperv_leaves
+    kvm_sig = CpuidEntry(function=0x40000000, index=0, eax=0x40000001, ebx=0x4B4D564B,
+                         ecx=0x564B4D56, edx=0x4D)
+    kvm_features = CpuidEntry(function=0x40000001, index=0, eax=1 << 3)  # CLOCKSOURCE2
+    entries = with_hyperv_leaves((kvm_sig, kvm_features))
+    regs = {e.key: e.regs for e in entries}
+    assert regs[(0x40000001, 0)][0] == HYPERV_INTERFACE
+    assert kvm_cpuid_base(regs) == 0x40000100 and regs[(0x40000100, 0)][0] == 0x40000101
+    assert Feature.KVM_CLOCK2 in features_from_cpuid(regs)

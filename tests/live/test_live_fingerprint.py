@@ -50,7 +50,23 @@ def test_the_profile_takes_vendor_features_backend_and_msr_list() -> None:
 
 def test_ignore_msrs_comes_from_the_kvm_module_parameter() -> None:
     fp = sample(module_params=(("kvm.ignore_msrs", "Y"),))
-    assert fp.ignore_msrs and fpm.host_profile(fp).ignore_msrs
+    assert fpm.host_profile(fp).ignore_msrs
+
+
+@pytest.mark.parametrize(("params", "caps", "field", "value"), [
+    ((("kvm.enable_pmu", "N"),), (), "enable_pmu", False),
+    ((("kvm_intel.pt_mode", "1"),), (), "pt_mode", 1),
+    ((("kvm_amd.nested", "0"),), (), "nested", False),
+    ((), (("hyperv", 0),), "hyperv", False),
+    ((), (("x86_smm", 1),), "smm", True),
+    ((), (), "enable_apicv", True),
+], ids=["kvm.enable_pmu=N", "kvm_intel.pt_mode=1", "kvm_amd.nested=0",
+        "no KVM_CAP_HYPERV means no CONFIG_KVM_HYPERV", "KVM_CAP_X86_SMM", "unread: KVM's default"])
+def test_module_parameters_and_build_options_come_from_the_fingerprint(
+        params: tuple[tuple[str, str], ...], caps: tuple[tuple[str, int], ...], field: str,
+        value: object) -> None:
+    fp = sample(module_params=params, capabilities=caps)
+    assert getattr(fpm.host_profile(fp).params, field) == value
 
 
 def test_no_single_vendor_module_means_no_profile() -> None:
@@ -115,3 +131,15 @@ def test_this_host_fingerprints_and_profiles(kvm: Kvm) -> None:
         assert profile.backend is fp.backend
         assert profile.msr_index_list == frozenset(fp.msr_index_list)
         assert Feature.LM in profile.features
+
+
+def test_the_profile_takes_maxphyaddr_the_pmu_and_feature_msr_values() -> None:
+    # CPUID 0x80000008 EAX[7:0]; an AMD PMU without PerfMonV2 or PERFCTR_CORE has 4 counters
+    # (svm/pmu.c amd_pmu_refresh); feature MSR values as KVM reported them.
+    fp = sample(cpuid=(AMD_LEAF0, CpuidEntry(function=0x80000008, eax=0x3030)),
+                module_params=(("kvm.enable_pmu", "Y"),))
+    profile = fpm.host_profile(fp)
+    assert profile.phys_addr_bits == 48
+    assert (profile.pmu.version, profile.pmu.gp, profile.pmu.fixed) == (1, 4, 0)
+    assert profile.feature_msr(0x10A) == 0x69
+    assert fpm.host_profile(sample(module_params=(("kvm.enable_pmu", "N"),))).pmu.version == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum, IntFlag, StrEnum
 
+U64 = (1 << 64) - 1  # every bit of an MSR value
+
 
 class Access(IntFlag):
     """Direction of an MSR access; values match KVM's MSR_TYPE_R/W and the filter's READ/WRITE."""

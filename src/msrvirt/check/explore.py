@@ -33,7 +33,7 @@ from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
 from msrvirt.errors import UsageError
 from msrvirt.machine.codegen import Program, Violation, compile_program
 from msrvirt.machine.designs import Design, Verdict
-from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Event, Machine, State
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Event, Machine, State, machine
 
 Progress = Callable[[int, int, int], None]  # (states, depth done, frontier size)
 # The set and the level lists hold each packed state times this odd constant (an injection).
@@ -270,8 +270,13 @@ class DesignCheck:
     """One design explored at some bounds."""
 
     design: Design
-    machine: Machine
+    bounds: Bounds
     result: Result
+
+    @property
+    def machine(self) -> Machine:
+        """The design's machine at these bounds (to replay and print the counterexamples)."""
+        return machine(self.design, self.bounds)
 
     @property
     def as_expected(self) -> bool:
@@ -282,6 +287,5 @@ class DesignCheck:
 def check_design(design: Design, bounds: Bounds = DEFAULT_BOUNDS, *, depth: int | None = None,
                  progress: Progress | None = None) -> DesignCheck:
     """Build ``design``'s machine at ``bounds`` and explore it (see `explore`)."""
-    machine = Machine(design, bounds)
-    return DesignCheck(design=design, machine=machine,
-                       result=explore(machine, depth=depth, progress=progress))
+    return DesignCheck(design=design, bounds=bounds,
+                       result=explore(machine(design, bounds), depth=depth, progress=progress))

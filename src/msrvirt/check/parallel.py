@@ -3,9 +3,10 @@
 Each design's exploration is independent and CPU-bound, so `check_all` runs them in a
 pool of worker processes (``processes``, default: the CPU count) and hands the results
 back in the order given.  The workers are forked, so they inherit the jobs (a design's
-policy holds functions, which do not pickle); only the results travel back, and the
-parent rebuilds each design's `Machine` (pure and deterministic, so the counterexamples'
-packed states read the same).  Progress from the workers comes through a queue.
+policy holds functions, which do not pickle); only the results travel back.  The
+parent compiles a design's `Machine` only if it prints a counterexample
+(`DesignCheck.machine`; machines are pure and deterministic, so the packed states read
+the same).  Progress from the workers comes through a queue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from msrvirt.check.explore import DesignCheck, Result, explore
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design
-from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, Machine
+from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, machine
 
 # (design name, states, depth done, frontier size)
 DesignProgress = Callable[[str, int, int, int], None]
@@ -55,9 +56,8 @@ def check_all(jobs: Sequence[CheckJob], *, processes: int | None = None,
         out = []
         for job in jobs:
             cb = None if progress is None else _named(progress, job.design.name)
-            machine = Machine(job.design, job.bounds)
-            chk = DesignCheck(design=job.design, machine=machine,
-                              result=explore(machine, depth=job.depth, progress=cb))
+            chk = DesignCheck(design=job.design, bounds=job.bounds, result=explore(
+                machine(job.design, job.bounds), depth=job.depth, progress=cb))
             if done is not None:
                 done(chk)
             out.append(chk)
@@ -73,8 +73,7 @@ def check_all(jobs: Sequence[CheckJob], *, processes: int | None = None,
         with ctx.Pool(min(n, len(jobs)), initializer=_start_worker, initargs=(jobs, queue)) as pool:
             for i, res in pool.imap_unordered(_explore_job, range(len(jobs))):
                 job = jobs[i]
-                chk = DesignCheck(design=job.design, machine=Machine(job.design, job.bounds),
-                                  result=res)
+                chk = DesignCheck(design=job.design, bounds=job.bounds, result=res)
                 results[i] = chk
                 if done is not None:
                     done(chk)
@@ -107,4 +106,4 @@ def _explore_job(i: int) -> tuple[int, Result]:
     job: CheckJob = _WORKER["jobs"][i]
     queue = _WORKER["queue"]
     cb = None if queue is None else (lambda states, depth, frontier: queue.put((i, states, depth, frontier)))
-    return i, explore(Machine(job.design, job.bounds), depth=job.depth, progress=cb)
+    return i, explore(machine(job.design, job.bounds), depth=job.depth, progress=cb)

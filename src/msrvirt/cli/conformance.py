@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from msrvirt.cli.options import parse_guest, print_json
-from msrvirt.conform.corpus import Row, builtin, rows
-from msrvirt.conform.predict import Scope, predict
+from msrvirt.conform.corpus import Row, builtin, rows, scenario_counts
+from msrvirt.conform.predict import predict
 from msrvirt.conform.scenario import ProbeScenario, parse
 from msrvirt.dataio import read_data_file
 from msrvirt.errors import FileFormatError, MsrvirtError
@@ -68,18 +68,20 @@ def run(args: argparse.Namespace) -> int:
                 predicted = list(predict(host, result.guest_features, ps))
                 got = rows(ps, predicted, result.observed)
                 all_rows.extend(got)
-                summary.append((ps.name, len(got),
-                                sum(r.predicted.scope is Scope.FULL for r in got),
-                                sum(not r.agree for r in got)))
-    bad = sum(s[3] for s in summary)
+                summary.append(scenario_counts(ps.name, got))
+    bad = sum(c.disagree for c in summary)
     if args.json:
-        print_json({"host": fingerprint.to_obj(), "results": [r.to_obj() for r in all_rows]})
+        print_json({"host": fingerprint.to_obj(),
+                    "summary": [c.to_obj() for c in summary],
+                    "results": [r.to_obj() for r in all_rows]})
         return 1 if bad else 0
     out = console()
-    small = {name for name, n, _, _ in summary if n <= SWEEP_ROWS}
+    small = {c.scenario for c in summary if c.operations <= SWEEP_ROWS}
     shown = [r for r in all_rows if args.full or not r.agree or r.scenario in small]
     out.print(rows_table(shown, f"conformance on {host.description}"))
     out.print(summary_table(summary))
-    out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations,"
-              f" {len(all_rows) - bad} agree, {bad} disagree")
+    full = sum(c.full for c in summary)
+    out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations ({full} predicted at full"
+              f" scope, {len(all_rows) - full} for the filter only), {len(all_rows) - bad} agree,"
+              f" {bad} disagree")
     return 1 if bad else 0

@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
                        "access": req.access.label, "value": req.value,
                        "initiator": req.initiator.value},
             "decision": {**(decision_json(d) if isinstance(d, Decision) else l2_decision_json(d)),
-                         "kvm_ret": d.kvm_ret.name if d.kvm_ret else None,
-                         "value": d.value, "exact": d.exact},
+                         "kvm_ret": d.kvm_ret.name if d.kvm_ret else None, "value": d.value},
         })
         return 0
     out = console()
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if d.value is not None:
         line.append(f"  (reads {d.value:#x})")
     if not d.exact:
-        line.append("  (model not exact for this MSR beyond the filter)")
+        line.append(f"  (not exact: the model does not know {d.missing})")
     out.print(line)
     for text in decision_lines(d.reasons):
         out.print(text)

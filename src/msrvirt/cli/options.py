@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from msrvirt.arch.cpuid import Feature, feature
-from msrvirt.arch.hosts import HOSTS, HostProfile, host, with_implied
+from msrvirt.arch.hosts import HOSTS, HostProfile, KvmParams, host, with_implied
 from msrvirt.arch.kvm import ExitReason
 from msrvirt.dataio import read_data_file
 from msrvirt.errors import FileFormatError, MsrvirtError, UsageError
@@ -34,8 +35,11 @@ def add_scenario_options(parser: argparse.ArgumentParser) -> None:
                        help="KVM intercept policy (default: fred-v9 on vmx, svm-fred on svm,"
                        " pvm on pvm)")
     group.add_argument("--runtime", default="", metavar="STATE",
-                       help="vCPU runtime state, e.g. spec_ctrl_nonzero,x2apic_mode"
+                       help="VM and vCPU state, e.g. spec_ctrl_nonzero,x2apic_mode,mcg_cap=0x10a"
                        f" (known: {', '.join(Runtime.names())})")
+    group.add_argument("--kvm-param", default="", metavar="NAME=VALUE",
+                       help="KVM module parameters and build options over the host profile's,"
+                       f" e.g. pt_mode=1,enable_pmu=0 (known: {', '.join(KvmParams.names())})")
 
 
 def load_host(spec: str) -> HostProfile:
@@ -96,6 +100,8 @@ def parse_exits(spec: str) -> ExitReason:
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     h = load_host(args.host)
+    if getattr(args, "kvm_param", ""):
+        h = replace(h, params=h.params.with_text(args.kvm_param))
     pol = policy(args.policy or DEFAULT_POLICY[h.backend])
     check_backend(pol, h.backend)
     flt = load_filter(args.filter)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from msrvirt.conform.predict import Prediction, Seen, agrees
+from msrvirt.conform.predict import Prediction, Scope, Seen, agrees
 from msrvirt.conform.scenario import EnableExits, ProbeScenario, SetFilter, describe, ops_of, parse
 from msrvirt.errors import FileFormatError, MsrvirtError
 from msrvirt.policy.decide import MsrAccess
@@ -62,3 +62,29 @@ def rows(ps: ProbeScenario, predicted: list[Prediction], observed: tuple[Seen, .
     ops = ops_of(ps.steps)
     return [Row(scenario=ps.name, op=op, predicted=p, observed=o)
             for op, p, o in zip(ops, predicted, observed, strict=True)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counts:
+    """One scenario's operations: how many predicted at full scope, for the filter only, and
+    how many disagree (at either scope)."""
+
+    scenario: str
+    operations: int
+    full: int
+    disagree: int
+
+    @property
+    def filter_only(self) -> int:
+        return self.operations - self.full
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "operations": self.operations, "full": self.full,
+                "filter_only": self.filter_only, "disagree": self.disagree}
+
+
+def scenario_counts(name: str, got: list[Row]) -> Counts:
+    """The counts of one scenario's rows."""
+    return Counts(scenario=name, operations=len(got),
+                  full=sum(r.predicted.scope is Scope.FULL for r in got),
+                  disagree=sum(not r.agree for r in got))

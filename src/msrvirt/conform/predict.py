@@ -16,8 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from msrvirt.arch.hosts import HostProfile
-from msrvirt.arch.kvm import EXIT_REASON_VALID_MASK, Access, ExitReason, KvmRet
-from msrvirt.arch.msrs import Check, Emul, lookup
+from msrvirt.arch.kvm import EXIT_REASON_VALID_MASK, Access, ExitReason
 from msrvirt.conform.scenario import (
     Answers,
     EnableExits,
@@ -31,7 +30,7 @@ from msrvirt.policy.decide import Decision, Initiator, MsrAccess, Outcome, decid
 from msrvirt.policy.filter import NO_FILTER
 from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.policies import DEFAULT_POLICY, policy
-from msrvirt.policy.scenario import Scenario
+from msrvirt.policy.scenario import Runtime, Scenario
 
 
 class Result(StrEnum):
@@ -75,31 +74,40 @@ class Prediction:
     why: str
 
 
-def probe_scenario_for(host: HostProfile, guest: frozenset[Any]) -> Scenario:
-    """The model scenario of a probe VM: the host's default policy, no filter, no exits."""
-    return Scenario(host=host, guest=guest, policy=policy(DEFAULT_POLICY[host.backend]))
+def probe_scenario_for(host: HostProfile, guest: frozenset[Any], *,
+                       enforce_pv_cpuid: bool = False, hyperv: bool = False) -> Scenario:
+    """The model scenario of a probe VM: the host's default policy, no filter, no exits, and
+    no in-kernel local APIC (the probe makes no KVM_CREATE_IRQCHIP; live/probe.py)."""
+    runtime = Runtime(lapic_in_kernel=False, enforce_pv_cpuid=enforce_pv_cpuid, hyperv=hyperv)
+    return Scenario(host=host, guest=guest, policy=policy(DEFAULT_POLICY[host.backend]),
+                    runtime=runtime)
 
 
 def predict(host: HostProfile, guest: frozenset[Any], ps: ProbeScenario) -> Iterator[Prediction]:
     """One prediction per operation of ``ps`` (in order), for a VM on ``host``.
 
-    Decisions are per access; what a read returns after earlier writes in the same VM is
-    tracked here, for MSRs whose stored value the model knows (a known reset value and
-    KVM keeping the value as written).
+    Decisions are per access; what earlier writes in the same VM left in an MSR is tracked
+    here (the value a write stores, where the model knows it) and handed to the next
+    access as its current value.
     """
-    s = replace(probe_scenario_for(host, guest), filter=ps.filter or NO_FILTER, exits=ps.exits)
-    stored: dict[int, int] = {}
+    s = replace(probe_scenario_for(host, guest, enforce_pv_cpuid=ps.enforce_pv_cpuid,
+                                   hyperv=ps.hyperv),
+                filter=ps.filter or NO_FILTER, exits=ps.exits)
+    stored: dict[int, int | None] = {}  # MSR -> value now (None: changed to an unknown value)
     for step in ps.steps:
         if isinstance(step, GuestOps | HostOps):
             ints = compute_intercepts(s)
             for op in step.ops:
-                d = decide(s, op, ints)
-                if d.kvm_ret is KvmRet.OK and _keeps_value(op.msr):
-                    if op.access is Access.W:
-                        stored[op.msr] = op.value
-                    elif op.msr in stored:
-                        d = d._replace(value=stored[op.msr])
+                known = op.msr in stored
+                current = stored.get(op.msr)
+                d = decide(s, op._replace(current=current) if current is not None else op, ints)
+                if op.access is Access.W and d.changes:
+                    stored[op.msr] = d.stored
+                elif op.access is Access.R and known and current is None and d.value is not None:
+                    d = d._replace(value=None)  # an earlier write left a value we do not know
                 yield _predict_msr(s, op, d, ps.answers)
+            if isinstance(step, GuestOps) and not s.runtime.vcpu_has_run:
+                s = replace(s, runtime=replace(s.runtime, vcpu_has_run=True))
         elif isinstance(step, SetFilter):
             try:
                 step.filter.validate()
@@ -120,13 +128,6 @@ def predict(host: HostProfile, guest: frozenset[Any], ps: ProbeScenario) -> Iter
             s = replace(s, exits=ExitReason(step.mask))
             yield Prediction(seen=Seen(errno=None), scope=Scope.FULL,
                              why="valid exit mask: KVM_CAP_X86_USER_SPACE_MSR enabled")
-
-
-def _keeps_value(msr: int) -> bool:
-    """KVM stores a write to ``msr`` as written and reads it back (model rows only)."""
-    row = lookup(msr)
-    return (row is not None and row.emul is Emul.STORED and row.reset is not None
-            and row.write.check is not Check.CANONICALIZE)
 
 
 def _predict_msr(s: Scenario, op: MsrAccess, d: Decision, answers: Answers) -> Prediction:

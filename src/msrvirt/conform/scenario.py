@@ -88,6 +88,8 @@ class ProbeScenario:
     filter: MsrFilter | None
     answers: Answers
     steps: tuple[Step, ...]
+    enforce_pv_cpuid: bool = False  # KVM_ENABLE_CAP(KVM_CAP_ENFORCE_PV_FEATURE_CPUID) on the vCPU
+    hyperv: bool = False  # Hyper-V CPUID leaves at 0x40000000 (KVM's move to 0x40000100)
 
     @property
     def op_count(self) -> int:
@@ -178,7 +180,8 @@ def parse(obj: object) -> ProbeScenario:
     """A ProbeScenario from its JSON object; UsageError names the bad value."""
     if not isinstance(obj, Mapping):
         raise UsageError(f"a probe scenario must be an object, not {type(obj).__name__}")
-    known = {"name", "source", "guest", "exits", "filter", "answers", "steps", "sweep"}
+    known = {"name", "source", "guest", "exits", "filter", "answers", "steps", "sweep",
+             "enforce_pv_cpuid", "hyperv"}
     extra = sorted(set(obj) - known)
     if extra:
         raise UsageError(f"probe scenario keys must be among {sorted(known)}, not {extra[0]!r}")
@@ -197,10 +200,24 @@ def parse(obj: object) -> ProbeScenario:
         filter=None if obj.get("filter") is None else MsrFilter.from_obj(obj["filter"]),
         answers=_answers(obj.get("answers")),
         steps=tuple(_step(s, i) for i, s in enumerate(steps)),
+        **_vcpu_options(obj),
     )
 
 
+def _vcpu_options(obj: Mapping[str, Any]) -> dict[str, bool]:
+    """The optional vCPU set-up keys: enforce_pv_cpuid and hyperv (booleans)."""
+    out = {}
+    for key in ("enforce_pv_cpuid", "hyperv"):
+        value = obj.get(key, False)
+        if not isinstance(value, bool):
+            raise UsageError(f"{key} must be true or false, not {value!r}")
+        out[key] = value
+    return out
+
+
+# The two ranges of the VMX MSR bitmap (kvm-msr-facts.md section 1).
 SWEEP_RANGES = ((0x0000_0000, 0x0000_1FFF), (0xC000_0000, 0xC000_1FFF))
+MAX_SWEEP_OPS = 0x10000  # reads + writes; a sweep runs in one guest run of the probe
 
 
 def random_filter(rnd: random.Random, lo: int, hi: int) -> MsrFilter:
@@ -216,19 +233,34 @@ def random_filter(rnd: random.Random, lo: int, hi: int) -> MsrFilter:
 
 
 def sweep(obj: Mapping[str, Any]) -> ProbeScenario:
-    """Expand a sweep: read and write 0 to every index of both VMX bitmap ranges, under a
-    seeded random filter (half the ranges over each bitmap range), all exits enabled.
+    """Expand a sweep: read, then write 0 to, every index of its ranges (default: both VMX
+    bitmap ranges) under a seeded random filter over them (or none), all exits enabled.
 
-    ``{"name": ..., "sweep": {"seed": 7}}``; writes go last so reads see reset values.
+    ``{"name": ..., "sweep": {"seed": 7, "ranges": [["0x40000000", "0x400001ff"]],
+    "filter": false}}``; writes go last so reads see reset values.
     """
     spec = obj["sweep"]
     if not isinstance(spec, Mapping):
         raise UsageError(f"sweep must be an object, not {spec!r}")
+    extra = sorted(set(spec) - {"seed", "ranges", "filter"})
+    if extra:
+        raise UsageError(f"sweep keys must be among filter, ranges, seed; not {extra[0]!r}")
     seed = parse_int(spec.get("seed", 0), "sweep seed")
+    ranges = _sweep_ranges(spec.get("ranges"))
+    with_filter = spec.get("filter", True)
+    if not isinstance(with_filter, bool):
+        raise UsageError(f"sweep filter must be true or false, not {with_filter!r}")
     rnd = random.Random(seed)
-    low, high = random_filter(rnd, *SWEEP_RANGES[0]), random_filter(rnd, *SWEEP_RANGES[1])
-    flt = MsrFilter(flags=low.flags, ranges=(low.ranges[:8] + high.ranges[:8]))
-    indices = [i for lo, hi in SWEEP_RANGES for i in range(lo, hi + 1)]
+    flt: MsrFilter | None = None
+    if with_filter:
+        parts = [random_filter(rnd, lo, hi) for lo, hi in ranges]
+        per = max(1, 16 // len(parts))
+        flt = MsrFilter(flags=parts[0].flags,
+                        ranges=tuple(r for p in parts for r in p.ranges[:per])[:16])
+    indices = [i for lo, hi in ranges for i in range(lo, hi + 1)]
+    if 2 * len(indices) > MAX_SWEEP_OPS:
+        raise UsageError(f"a sweep may cover at most {MAX_SWEEP_OPS // 2} indices, not"
+                         f" {len(indices)}")
     reads = tuple(MsrAccess(i, Access.R) for i in indices)
     writes = tuple(MsrAccess(i, Access.W, 0) for i in indices)
     return ProbeScenario(
@@ -239,7 +271,24 @@ def sweep(obj: Mapping[str, Any]) -> ProbeScenario:
         filter=flt,
         answers=Answers(),
         steps=(GuestOps(ops=reads), GuestOps(ops=writes)),
+        **_vcpu_options(obj),
     )
+
+
+def _sweep_ranges(value: object) -> tuple[tuple[int, int], ...]:
+    if value is None:
+        return SWEEP_RANGES
+    if not isinstance(value, list) or not value:
+        raise UsageError(f"sweep ranges must be a non-empty list of [first, last], not {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise UsageError(f"a sweep range must be [first, last], not {item!r}")
+        lo, hi = (parse_int(x, "sweep range") for x in item)
+        if not 0 <= lo <= hi <= 0xFFFF_FFFF:
+            raise UsageError(f"a sweep range must be 32-bit indices, first <= last, not {item!r}")
+        out.append((lo, hi))
+    return tuple(out)
 
 
 def describe(op: MsrAccess | SetFilter | EnableExits) -> dict[str, Any]:

@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from msrvirt.arch.hosts import HostProfile, features_from_cpuid, with_implied
+from msrvirt.arch.cpuid import Feature
+from msrvirt.arch.hosts import (
+    NO_PMU,
+    HostProfile,
+    KvmParams,
+    PmuCaps,
+    features_from_cpuid,
+    parse_param,
+    with_implied,
+)
 from msrvirt.arch.kvm import Backend, Vendor
 from msrvirt.dataio import parse_int
 from msrvirt.errors import UsageError
@@ -56,11 +65,8 @@ class Fingerprint:
     msr_index_list: tuple[int, ...]
     feature_msr_index_list: tuple[int, ...]
     feature_msrs: tuple[MsrEntry, ...]
-
-    @property
-    def ignore_msrs(self) -> bool:
-        """The kvm.ignore_msrs module parameter (unknown MSRs read 0 instead of failing)."""
-        return dict(self.module_params).get("kvm.ignore_msrs", "N") in ("Y", "1")
+    # KVM_CHECK_EXTENSION of the capabilities that gate MSRs ("hyperv" -> 0), sorted.
+    capabilities: tuple[tuple[str, int], ...] = ()
 
     @property
     def cpuid_vendor(self) -> str:
@@ -87,6 +93,7 @@ class Fingerprint:
             "msr_index_list": [f"{i:#x}" for i in self.msr_index_list],
             "feature_msr_index_list": [f"{i:#x}" for i in self.feature_msr_index_list],
             "feature_msrs": {f"{e.index:#x}": f"{e.data:#x}" for e in self.feature_msrs},
+            "capabilities": dict(self.capabilities),
         }
 
     @classmethod
@@ -100,7 +107,7 @@ class Fingerprint:
         missing = [k for k in need if k not in obj]
         if missing:
             raise UsageError(f"a fingerprint must have {missing[0]!r}")
-        extra = sorted(set(obj) - set(need))
+        extra = sorted(set(obj) - set(need) - {"capabilities"})
         if extra:
             raise UsageError(f"fingerprint keys must be among {list(need)}, not {extra[0]!r}")
         backend = obj["backend"]
@@ -108,7 +115,9 @@ class Fingerprint:
             raise UsageError(f"fingerprint backend must be vmx, svm, pvm or null, not {backend!r}")
         feature_msrs = obj["feature_msrs"]
         params = obj["module_params"]
-        for key, value in (("feature_msrs", feature_msrs), ("module_params", params)):
+        caps = obj.get("capabilities", {})
+        for key, value in (("feature_msrs", feature_msrs), ("module_params", params),
+                           ("capabilities", caps)):
             if not isinstance(value, Mapping):
                 raise UsageError(f"fingerprint {key} must be an object, not {value!r}")
         return cls(
@@ -127,6 +136,8 @@ class Fingerprint:
             feature_msrs=tuple(
                 MsrEntry(index=parse_int(k, "feature_msrs"), data=parse_int(v, "feature_msrs"))
                 for k, v in feature_msrs.items()),
+            capabilities=tuple(sorted((str(k), parse_int(v, f"capabilities {k}"))
+                                      for k, v in caps.items())),
         )
 
 
@@ -190,6 +201,7 @@ def take(
     """Fingerprint the host behind ``kvm``."""
     modules = kvm_modules(sys_module)
     features = kvm.msr_feature_index_list() if kvm.check_extension(Cap.GET_MSR_FEATURES) else ()
+    caps = tuple(sorted((name, kvm.check_extension(cap)) for name, cap in CAPABILITIES.items()))
     values = kvm.get_feature_msrs(features).entries if features else ()
     return Fingerprint(
         cpu_model=cpu_model(proc_cpuinfo),
@@ -202,7 +214,64 @@ def take(
         msr_index_list=kvm.msr_index_list(),
         feature_msr_index_list=features,
         feature_msrs=values,
+        capabilities=caps,
     )
+
+
+# The capabilities that stand for KVM build options gating MSRs (KvmParams).
+CAPABILITIES: dict[str, Cap] = {"hyperv": Cap.HYPERV, "xen_hvm": Cap.XEN_HVM,
+                                "x86_smm": Cap.X86_SMM}
+# Module parameters (as /sys/module shows them) behind each KvmParams field.
+PARAMS: dict[str, tuple[str, ...]] = {
+    "ignore_msrs": ("kvm.ignore_msrs",),
+    "report_ignored_msrs": ("kvm.report_ignored_msrs",),
+    "enable_pmu": ("kvm.enable_pmu",),
+    "enable_apicv": ("kvm_intel.enable_apicv", "kvm_amd.avic"),
+    "enable_ipiv": ("kvm_intel.enable_ipiv",),
+    "nested": ("kvm_intel.nested", "kvm_amd.nested"),
+    "pt_mode": ("kvm_intel.pt_mode",),
+    "lbrv": ("kvm_amd.lbrv",),
+}
+
+
+def kvm_params(fp: Fingerprint) -> KvmParams:
+    """The module parameters and build options in force (KVM's default where not readable)."""
+    params = dict(fp.module_params)
+    values: dict[str, object] = {}
+    for name, sources in PARAMS.items():
+        for source in sources:
+            if source in params:
+                values[name] = parse_param(name, params[source])
+                break
+    caps = dict(fp.capabilities)
+    for name, cap in (("hyperv", "hyperv"), ("xen", "xen_hvm"), ("smm", "x86_smm")):
+        if cap in caps:
+            values[name] = bool(caps[cap])
+    return KvmParams(**values)  # type: ignore[arg-type]  # each value parsed for its field
+
+
+def _leaf(fp: Fingerprint, function: int, index: int = 0) -> tuple[int, int, int, int] | None:
+    for e in fp.cpuid:
+        if e.key == (function, index):
+            return e.regs
+    return None
+
+
+def kvm_pmu(fp: Fingerprint, vendor: Vendor, params: KvmParams,
+            features: frozenset[Feature]) -> PmuCaps:
+    """kvm_pmu_cap as KVM reports it: Intel CPUID 0xA; AMD 0x80000022 or the fixed counts."""
+    if not params.enable_pmu:
+        return NO_PMU
+    if vendor is Vendor.INTEL:
+        regs = _leaf(fp, 0xA)
+        if regs is None or not regs[0] & 0xFF:
+            return NO_PMU
+        eax, _, _, edx = regs
+        return PmuCaps(version=eax & 0xFF, gp=(eax >> 8) & 0xFF, fixed=edx & 0x1F)
+    if Feature.PERFMON_V2 in features:
+        regs = _leaf(fp, 0x80000022)
+        return PmuCaps(version=2, gp=(regs[1] & 0xF) if regs else 0)
+    return PmuCaps(version=1, gp=6 if Feature.PERFCTR_CORE in features else 4)
 
 
 def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
@@ -219,15 +288,21 @@ def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
     if vendor is None:
         raise UsageError(
             f"the CPUID vendor must be one of {sorted(VENDORS)}, not {fp.cpuid_vendor!r}")
+    features = with_implied(features_from_cpuid({e.key: e.regs for e in fp.cpuid}))
+    params = kvm_params(fp)
+    phys = _leaf(fp, 0x80000008)
     return HostProfile(
         name=name,
         description=f"{fp.cpu_model or 'unknown CPU'}, Linux {fp.kernel_release},"
         f" KVM on {fp.backend.value}",
         vendor=vendor,
         backend=fp.backend,
-        features=with_implied(features_from_cpuid({e.key: e.regs for e in fp.cpuid})),
+        features=features,
         msr_index_list=frozenset(fp.msr_index_list),
-        ignore_msrs=fp.ignore_msrs,
+        params=params,
+        pmu=kvm_pmu(fp, vendor, params, features),
+        phys_addr_bits=(phys[0] & 0xFF) if phys and 32 <= phys[0] & 0xFF <= 52 else 36,
+        feature_msrs=tuple(sorted((e.index, e.data) for e in fp.feature_msrs)),
         source=f"live fingerprint: KVM_GET_SUPPORTED_CPUID and KVM_GET_MSR_INDEX_LIST on Linux"
         f" {fp.kernel_release}",
     )

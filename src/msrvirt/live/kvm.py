@@ -382,12 +382,7 @@ class Vm(_Handle):
 
     def enable_cap(self, cap: Cap | int, *args: int, flags: int = 0) -> None:
         """KVM_ENABLE_CAP on the VM with ``args`` (at most four), as given: no checks."""
-        if len(args) > 4:
-            raise UsageError(f"KVM_ENABLE_CAP takes at most 4 args, not {len(args)}")
-        arg = KvmEnableCap(cap=int(cap), flags=flags)
-        for i, value in enumerate(args):
-            arg.args[i] = value
-        ioctl(self._fd, Ioctl.KVM_ENABLE_CAP, arg)
+        _enable_cap(self._fd, cap, args, flags)
 
     def enable_user_space_msr(self, mask: ExitReason | int) -> None:
         """Make the guest's failed MSR accesses of these reasons exit to userspace (cap 188).
@@ -443,6 +438,16 @@ _NEEDS_COMPLETION = frozenset({ExitKind.IO, ExitKind.MMIO, ExitKind.X86_RDMSR,
 _HLT = Hlt()
 _SHUTDOWN = Shutdown()
 _EXIT_AT = KVM_RUN_EXIT_OFFSET
+
+
+def _enable_cap(fd: int, cap: Cap | int, args: tuple[int, ...], flags: int) -> None:
+    """KVM_ENABLE_CAP on ``fd`` (a VM or a vCPU) with at most four args."""
+    if len(args) > 4:
+        raise UsageError(f"KVM_ENABLE_CAP takes at most 4 args, not {len(args)}")
+    arg = KvmEnableCap(cap=int(cap), flags=flags)
+    for i, value in enumerate(args):
+        arg.args[i] = value
+    ioctl(fd, Ioctl.KVM_ENABLE_CAP, arg)
 
 
 class Vcpu(_Handle):
@@ -638,6 +643,10 @@ class Vcpu(_Handle):
             slot.function, slot.index, slot.flags = entry.function, entry.index, entry.flags
             slot.eax, slot.ebx, slot.ecx, slot.edx = entry.regs
         ioctl(self._fd, Ioctl.KVM_SET_CPUID2, buf)
+
+    def enable_cap(self, cap: Cap | int, *args: int, flags: int = 0) -> None:
+        """KVM_ENABLE_CAP on the vCPU (e.g. KVM_CAP_ENFORCE_PV_FEATURE_CPUID), as given."""
+        _enable_cap(self._fd, cap, args, flags)
 
     def get_cpuid(self) -> tuple[CpuidEntry, ...]:
         """KVM_GET_CPUID2: the CPUID the guest sees (after KVM's own adjustments)."""

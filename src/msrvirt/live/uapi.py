@@ -312,11 +312,15 @@ class Cap(IntEnum):
 
     USER_MEMORY = 3
     EXT_CPUID = 7
+    XEN_HVM = 38
+    HYPERV = 44
+    X86_SMM = 117
     CHECK_EXTENSION_VM = 105
     IMMEDIATE_EXIT = 136
     GET_MSR_FEATURES = 153
     X86_USER_SPACE_MSR = KVM_CAP_X86_USER_SPACE_MSR
     X86_MSR_FILTER = KVM_CAP_X86_MSR_FILTER
+    ENFORCE_PV_FEATURE_CPUID = 190
 
     @property
     def uapi_name(self) -> str:

@@ -22,22 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from msrvirt.machine.spec import (
-    AllOf,
-    AnyOf,
     Assign,
-    Binary,
-    Cond,
-    Const,
     Expr,
-    HasBits,
     If,
     Model,
-    Not,
     Observe,
     Require,
     Stmt,
+    Syntax,
     Var,
     expr_reads,
+    render,
     writes,
 )
 
@@ -199,6 +194,10 @@ class _Gen:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.namespace: dict[str, Any] = {}
+        self.syntax = Syntax(var=self.local, conjunction=" and ", disjunction=" or ", true="True",
+                             false="False", negation="(not {})",
+                             conditional="({then} if {test} else {orelse})",
+                             has_bits="({value} & {mask} != 0)")
 
     def local(self, var: Var) -> str:
         return f"v{self.layout.index[var]}"
@@ -238,23 +237,7 @@ class _Gen:
         return " | ".join(parts)
 
     def expr(self, e: Expr) -> str:
-        if isinstance(e, Var):
-            return self.local(e)
-        if isinstance(e, Const):
-            return str(e.value)
-        if isinstance(e, Binary):
-            return f"({self.expr(e.left)} {e.op.value} {self.expr(e.right)})"
-        if isinstance(e, AllOf):
-            return "(" + " and ".join(self.expr(t) for t in e.terms) + ")" if e.terms else "True"
-        if isinstance(e, AnyOf):
-            return "(" + " or ".join(self.expr(t) for t in e.terms) + ")" if e.terms else "False"
-        if isinstance(e, Not):
-            return f"(not {self.expr(e.term)})"
-        if isinstance(e, Cond):
-            return f"({self.expr(e.then)} if {self.expr(e.test)} else {self.expr(e.orelse)})"
-        if isinstance(e, HasBits):
-            return f"({self.expr(e.value)} & {e.mask} != 0)"
-        raise TypeError(f"not an expression: {e!r}")
+        return render(e, self.syntax)
 
     def stmts(self, stmts: Sequence[Stmt], indent: str, out: list[str], reads: set[Var],
               observes: list[Observe], checks: list[tuple[int, Require]],

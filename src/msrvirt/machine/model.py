@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import NamedTuple, cast
 
 from msrvirt.arch import msrs
@@ -772,3 +773,9 @@ class Machine:
     def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
         """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
         return self._masks[int(cpu), int(flt)]
+
+
+@lru_cache(maxsize=64)
+def machine(design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> Machine:
+    """The compiled machine of ``design`` at ``bounds``: pure, so one of each is enough."""
+    return Machine(design, bounds)

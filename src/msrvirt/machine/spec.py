@@ -22,14 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
-
-
-class Sizes(Protocol):
-    """What a declaration's size depends on (the model's bounds); per-CPU groups need cpus."""
-
-    @property
-    def cpus(self) -> int: ...
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,14 +55,15 @@ class Group(Enum):
 class Field:
     """A declared field: one variable, or a family of variables over ``keys`` and/or CPUs.
 
-    ``name`` may contain ``{key}`` (the key's label); per-CPU variables are named
-    ``cpu<N> <name>``.  ``initial`` is a value, or a function of (cpu, key) for families.
+    ``name`` may contain ``{key}`` (the key's ``label``, or an enum member's name); per-CPU
+    variables are named ``cpu<N> <name>``.  ``initial`` is a value, or a function of
+    (cpu, key) for families.
     """
 
     name: str
     domain: Domain
     group: Group = Group.MACHINE
-    keys: tuple[Any, ...] = ()  # e.g. the modelled MSRs; each key needs a ``label``
+    keys: tuple[Any, ...] = ()  # e.g. the modelled MSRs
     initial: int | Callable[[int | None, Any], int]
     doc: str
 
@@ -123,7 +117,9 @@ class Var(Expr):
 
     @property
     def name(self) -> str:
-        base = self.field.name.format(key=getattr(self.key, "label", self.key))
+        key = self.key
+        label = getattr(key, "label", key.name if isinstance(key, Enum) else key)
+        base = self.field.name.format(key=label)
         return base if self.cpu is None else f"cpu{self.cpu} {base}"
 
     @property
@@ -146,7 +142,6 @@ class Op(Enum):
 
     EQ = "=="
     NE = "!="
-    LT = "<"
     GE = ">="
     ADD = "+"
 
@@ -362,6 +357,46 @@ class Require:
     says: Message
 
 
+# -- rendering ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Syntax:
+    """How a target language spells expressions: Python (the compiler), Promela (SPIN)."""
+
+    var: Callable[[Var], str]
+    conjunction: str  # " and "
+    disjunction: str  # " or "
+    true: str
+    false: str
+    negation: str  # "(not {})"
+    conditional: str  # "({then} if {test} else {orelse})"
+    has_bits: str  # "({value} & {mask} != 0)"
+
+
+def render(e: Expr, syntax: Syntax) -> str:
+    """``e`` in the target language of ``syntax``, fully parenthesised."""
+    if isinstance(e, Var):
+        return syntax.var(e)
+    if isinstance(e, Const):
+        return str(e.value)
+    if isinstance(e, Binary):
+        return f"({render(e.left, syntax)} {e.op.value} {render(e.right, syntax)})"
+    if isinstance(e, AllOf | AnyOf):
+        if not e.terms:
+            return syntax.true if isinstance(e, AllOf) else syntax.false
+        joint = syntax.conjunction if isinstance(e, AllOf) else syntax.disjunction
+        return "(" + joint.join(render(t, syntax) for t in e.terms) + ")"
+    if isinstance(e, Not):
+        return syntax.negation.format(render(e.term, syntax))
+    if isinstance(e, Cond):
+        return syntax.conditional.format(test=render(e.test, syntax), then=render(e.then, syntax),
+                                         orelse=render(e.orelse, syntax))
+    if isinstance(e, HasBits):
+        return syntax.has_bits.format(value=render(e.value, syntax), mask=e.mask)
+    raise TypeError(f"not an expression: {e!r}")
+
+
 # -- analysis ------------------------------------------------------------------------------------
 
 
@@ -397,10 +432,6 @@ def walk(stmts: Iterable[Stmt]) -> Iterable[Stmt]:
 
 def writes(stmts: Iterable[Stmt]) -> set[Var]:
     return {s.target for s in walk(stmts) if isinstance(s, Assign)}
-
-
-def observations(stmts: Iterable[Stmt]) -> list[Observe]:
-    return [s for s in walk(stmts) if isinstance(s, Observe)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,12 +24,11 @@ from msrvirt.arch.kvm import (
     KVM_MSR_FILTER_VALID_MASK,
     Access,
 )
-from msrvirt.arch.msrs import resolve_index
+from msrvirt.arch.msrs import X2APIC_RANGE, resolve_index
 from msrvirt.dataio import parse_int
 from msrvirt.errors import FilterError, UnknownNameError, UsageError
 
-X2APIC_FIRST = 0x800
-X2APIC_LAST = 0x8FF
+X2APIC_FIRST, X2APIC_LAST = X2APIC_RANGE[0], X2APIC_RANGE[-1]  # never filtered (kvm_msr_allowed)
 U32 = 0xFFFF_FFFF
 
 # struct kvm_msr_filter_range { __u32 flags; __u32 nmsrs; __u32 base; __u8 *bitmap; }

@@ -390,16 +390,21 @@ class L2Decision:
     """The outcome of one L2 access and the chain of reasons that leads there."""
 
     outcome: L2Outcome
-    exit_reason: ExitReason | None  # L0's userspace exit reason (EXIT; GP: the one it had)
+    exit_reason: ExitReason | None  # L0's userspace exit reason (outcome EXIT only)
+    would_exit: ExitReason | None  # the reason L0's failure would exit with, were it enabled
     bit: Vmcs02Bit  # vmcs02's bit and its rule
     l1_wants_exit: bool | None  # nested_vmx_exit_handled_msr; None when there is no VM exit
     l1_intercept: bool | None  # L1's bit, where the merge or the reflection reads it
     nested_exit_reason: int | None  # REFLECTED: the basic exit reason L1 sees (31 or 32)
     l0: Decision | None  # L0's handling when it keeps the exit
     value: int | None  # what a read returns, where the model knows it
-    exact: bool  # False: the model is not sure of L0's part
+    missing: str  # what the model does not know about this access ("" when exact)
     reasons: tuple[str, ...]
     summary: str
+
+    @property
+    def exact(self) -> bool:
+        return not self.missing
 
     @property
     def kvm_ret(self) -> KvmRet | None:
@@ -429,7 +434,7 @@ _NO_EXIT_TO_L1 = ("L1 does not want the exit, so nested_vmx_reflect_vmexit keeps
                   f" the access for L2, on vmcs02, as for L1 {_cite('nested_vmx_reflect_vmexit')}")
 
 # Every access exits: the state L0's exit handler is in when it keeps an L2 exit.
-_ALL_EXIT = Intercepts(bitmap=VmxMsrBitmap.all_intercepted(), settings={}, skipped=(),
+_ALL_EXIT = Intercepts(bitmap=VmxMsrBitmap.all_intercepted(), settings={}, skipped=(), on_demand={},
                        clear=frozenset())
 
 
@@ -465,10 +470,10 @@ def decide_l2(n: Nested, req: MsrAccess) -> L2Decision:
         steps.append(f"nested VM exit to L1 with exit reason {exit_reason}"
                      f" (EXIT_REASON_MSR_{'WRITE' if access is W else 'READ'}): L1 handles it"
                      f" {_cite('nested_vmx_reflect_vmexit')}")
-        return L2Decision(outcome=L2Outcome.REFLECTED, exit_reason=None, bit=bit,
+        return L2Decision(outcome=L2Outcome.REFLECTED, exit_reason=None, would_exit=None, bit=bit,
                           l1_wants_exit=True, l1_intercept=in_l1, nested_exit_reason=exit_reason,
                           l0=None, value=None,
-                          exact=True, reasons=tuple(steps), summary=f"{short} -> reflected to L1")
+                          missing="", reasons=tuple(steps), summary=f"{short} -> reflected to L1")
     steps.append(_NO_EXIT_TO_L1)
     d = decide(n.l0, req, _ALL_EXIT)
     # decide()'s first step says why vmcs01 would intercept; here the exit has already
@@ -476,10 +481,11 @@ def decide_l2(n: Nested, req: MsrAccess) -> L2Decision:
     steps += d.reasons[1:]
     # The step that decides L0's outcome: a failure (#GP or exit) adds the exit-mask step last.
     tail = d.reasons[-2] if d.outcome in (Outcome.GP, Outcome.EXIT) else d.reasons[-1]
-    return L2Decision(outcome=_FROM_L0[d.outcome], exit_reason=d.exit_reason, bit=bit,
+    return L2Decision(outcome=_FROM_L0[d.outcome], exit_reason=d.exit_reason,
+                      would_exit=d.would_exit, bit=bit,
                       l1_wants_exit=False, l1_intercept=False, nested_exit_reason=None, l0=d,
                       value=d.value,
-                      exact=d.exact, reasons=tuple(steps), summary=f"{short} -> L0: {tail}")
+                      missing=d.missing, reasons=tuple(steps), summary=f"{short} -> L0: {tail}")
 
 
 def _passthrough(n: Nested, req: MsrAccess, bit: Vmcs02Bit, steps: list[str]) -> L2Decision:
@@ -490,20 +496,21 @@ def _passthrough(n: Nested, req: MsrAccess, bit: Vmcs02Bit, steps: list[str]) ->
     verb = "WRMSR" if req.access is W else "RDMSR"
     steps.append(f"vmcs02 bit clear: the {verb} of {display_name(req.msr)} runs on the CPU on"
                  f" {where}, no VM exit")
-    exact = row is not None and row.write.exact
+    missing = "" if row is not None and row.write.exact else "the CPU's value checks for this MSR"
     problem = None
     if req.access is W and row is not None and not x2apic:
         problem = value_problem(row, req.value, n.l0, hardware=True)
     if problem is not None:
         steps.append(f"the CPU refuses the value ({problem}): hardware #GP in L2")
-        return L2Decision(outcome=L2Outcome.GP, exit_reason=None, bit=bit, l1_wants_exit=None,
-                          l1_intercept=bit.l1, nested_exit_reason=None, l0=None, value=None, exact=exact,
+        return L2Decision(outcome=L2Outcome.GP, exit_reason=None, would_exit=None, bit=bit,
+                          l1_wants_exit=None, l1_intercept=bit.l1, nested_exit_reason=None, l0=None,
+                          value=None, missing=missing,
                           reasons=tuple(steps), summary=f"vmcs02 passes it; hardware #GP: {problem}")
     summary = ("x2APIC: L1 passes it under virtualize x2APIC mode" if x2apic
                else f"merge list {n.merge.name}: neither vmcs01 nor L1 intercepts")
-    return L2Decision(outcome=L2Outcome.PASSTHROUGH, exit_reason=None, bit=bit,
+    return L2Decision(outcome=L2Outcome.PASSTHROUGH, exit_reason=None, would_exit=None, bit=bit,
                       l1_wants_exit=None, l1_intercept=bit.l1, nested_exit_reason=None, l0=None,
-                      value=None, exact=exact,
+                      value=None, missing=missing,
                       reasons=tuple(steps), summary=summary)
 
 

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from msrvirt.arch.cpuid import Feature
-from msrvirt.arch.hosts import HwCap
+from msrvirt.arch.hosts import HwCap, PtMode
+from msrvirt.arch.kernel import FRED_V9, SVM_FRED, Cite, cite
 from msrvirt.arch.kvm import Access, Backend, Vendor
+from msrvirt.arch.msrs import FRED_MSRS, index_of
 from msrvirt.errors import UnknownNameError
 from msrvirt.policy.scenario import Scenario
 
@@ -36,6 +38,7 @@ class Rule:
     pass_when: str  # when the rule passes through, in words
     source: str
     rationale: str
+    kernel: tuple[Cite, ...] = ()  # the kernel function(s) it follows (every built-in has one)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,33 +92,53 @@ def _guest_spec_ctrl(s: Scenario) -> bool:
 
 _VMX = "kvm-msr-facts.md section 3"
 _SVM = "kvm-svm-common-pvm-facts.md 1b [S1: kvm-x86 svm.c svm_recalc_msr_intercepts @0149b498]"
+VMX_RECALC = cite("vmx/vmx.c", "vmx_recalc_msr_intercepts", "vmx_set_intercept_for_msr")
+SVM_RECALC = cite("svm/svm.c", "svm_recalc_msr_intercepts", "svm_set_intercept_for_msr")
+SEV_RECALC = cite("svm/sev.c", "sev_es_recalc_msr_intercepts")
+FRED_SERIES = Cite(file="arch/x86/kvm/vmx/vmx.c", functions=("vmx_recalc_msr_intercepts",),
+                   tree=FRED_V9)
 
-# MSR indices used below (names and rows in arch/msrs.py).
-TSC, FS_BASE, GS_BASE, KERNEL_GS_BASE = 0x10, 0xC0000100, 0xC0000101, 0xC0000102
-SYSENTER = (0x174, 0x175, 0x176)
-CSTATES = (0x660, 0x3FC, 0x3FD, 0x3FE)
-MPERF, APERF = 0xE7, 0xE8
-PT_PASSABLE = (0x571, 0x560, 0x561, 0x572, 0x580, 0x581, 0x582, 0x583)
-XFD, XFD_ERR, SPEC_CTRL, PRED_CMD, FLUSH_CMD = 0x1C4, 0x1C5, 0x48, 0x49, 0x10B
-PL_SSP = (0x6A4, 0x6A5, 0x6A6, 0x6A7)
-PL0_SSP = 0x6A4
-U_CET, S_CET = 0x6A0, 0x6A2
-FRED_RSP0 = 0x1CC
-FRED_HW_SWITCHED = (0x1CD, 0x1CE, 0x1CF, 0x1D0, 0x1D1, 0x1D2, 0x1D3, 0x1D4)  # have VMCS fields
-FRED_ALL = (FRED_RSP0, *FRED_HW_SWITCHED)
-FRED_STACKS = (0x1CC, 0x1CD, 0x1CE, 0x1CF, 0x1D1, 0x1D2, 0x1D3)  # RSP0-3, SSP1-3
+# The MSRs the rules name, through the MSR table (arch/msrs.py).
+_I = index_of
+TSC, FS_BASE, GS_BASE, KERNEL_GS_BASE = _I("IA32_TSC"), _I("FS_BASE"), _I("GS_BASE"), _I(
+    "KERNEL_GS_BASE")
+SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP = (_I("IA32_SYSENTER_CS"), _I("IA32_SYSENTER_ESP"),
+                                           _I("IA32_SYSENTER_EIP"))
+SYSENTER = (SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP)
+CSTATES = tuple(_I(n) for n in ("CORE_C1_RES", "CORE_C3_RESIDENCY", "CORE_C6_RESIDENCY",
+                                "CORE_C7_RESIDENCY"))
+MPERF, APERF = _I("IA32_MPERF"), _I("IA32_APERF")
+PT_PASSABLE = tuple(_I(n) for n in (
+    "IA32_RTIT_STATUS", "IA32_RTIT_OUTPUT_BASE", "IA32_RTIT_OUTPUT_MASK", "IA32_RTIT_CR3_MATCH",
+    "IA32_RTIT_ADDR0_A", "IA32_RTIT_ADDR0_B", "IA32_RTIT_ADDR1_A", "IA32_RTIT_ADDR1_B"))
+XFD, XFD_ERR, SPEC_CTRL, PRED_CMD, FLUSH_CMD = (_I("IA32_XFD"), _I("IA32_XFD_ERR"),
+                                                _I("IA32_SPEC_CTRL"), _I("IA32_PRED_CMD"),
+                                                _I("IA32_FLUSH_CMD"))
+PL_SSP = tuple(_I(f"IA32_PL{i}_SSP") for i in range(4))
+PL0_SSP = PL_SSP[0]
+U_CET, S_CET = _I("IA32_U_CET"), _I("IA32_S_CET")
+FRED_ALL = tuple(m.index for m in FRED_MSRS)
+FRED_RSP0 = _I("IA32_FRED_RSP0")
+FRED_STACKS = tuple(_I(n) for n in ("IA32_FRED_RSP0", "IA32_FRED_RSP1", "IA32_FRED_RSP2",
+                                    "IA32_FRED_RSP3", "IA32_FRED_SSP1", "IA32_FRED_SSP2",
+                                    "IA32_FRED_SSP3"))
 STAR, LSTAR, CSTAR, SFMASK, EFER, PAT, TSC_AUX, XSS = (
-    0xC0000081, 0xC0000082, 0xC0000083, 0xC0000084, 0xC0000080, 0x277, 0xC0000103, 0xDA0)
-LBR = (0x1DB, 0x1DC, 0x1DD, 0x1DE)
-DEBUGCTL, SEV_ES_GHCB = 0x1D9, 0xC0010130
+    _I("IA32_STAR"), _I("IA32_LSTAR"), _I("IA32_CSTAR"), _I("IA32_FMASK"), _I("IA32_EFER"),
+    _I("IA32_PAT"), _I("IA32_TSC_AUX"), _I("IA32_XSS"))
+LBR = tuple(_I(n) for n in ("LASTBRANCHFROMIP", "LASTBRANCHTOIP", "LASTINTFROMIP",
+                            "LASTINTTOIP"))
+DEBUGCTL, SEV_ES_GHCB = _I("IA32_DEBUGCTL"), _I("SEV_ES_GHCB")
 
 
 def _rule(id: str, msrs: tuple[int, ...], access: Access, *, runs: Pred = _always,
           runs_when: str = "always", intercept: Pred = _never, intercept_when: str = "never",
-          pass_when: str = "always", source: str, rationale: str) -> Rule:
+          pass_when: str = "always", source: str, rationale: str,
+          kernel: tuple[Cite, ...] | None = None) -> Rule:
+    if kernel is None:
+        kernel = (SVM_RECALC,) if id.startswith("svm-") else (VMX_RECALC,)
     return Rule(id=id, msrs=msrs, access=access, runs=runs, intercept=intercept,
                 runs_when=runs_when, intercept_when=intercept_when, pass_when=pass_when,
-                source=source, rationale=rationale)
+                source=source, rationale=rationale, kernel=kernel)
 
 
 VMX_UPSTREAM: tuple[Rule, ...] = (
@@ -133,12 +156,14 @@ VMX_UPSTREAM: tuple[Rule, ...] = (
     _rule("vmx-5", (APERF, MPERF), Access.R, runs=lambda s: s.runtime.aperfmperf_in_guest,
           runs_when="APERF/MPERF are in the guest (runtime aperfmperf_in_guest)",
           source=f"{_VMX} rule 5", rationale="the guest reads the real counters"),
-    _rule("vmx-6", PT_PASSABLE, Access.RW, runs=lambda s: s.runtime.pt_host_guest,
-          runs_when="Intel PT in host-guest mode (runtime pt_host_guest)",
+    _rule("vmx-6", PT_PASSABLE, Access.RW,
+          runs=lambda s: s.host.params.pt_mode is PtMode.HOST_GUEST,
+          runs_when="kvm_intel.pt_mode=1 (host-guest)",
           intercept=lambda s: not s.runtime.pt_tracing,
           intercept_when="guest tracing is off (RTIT_CTL.TraceEn clear)",
           pass_when="guest is tracing",
           source=f"{_VMX} rule 6; vmx.c pt_update_intercept_for_msr",
+          kernel=(VMX_RECALC, cite("vmx/vmx.c", "pt_update_intercept_for_msr")),
           rationale="while the guest traces, its PT MSRs are loaded on the CPU"),
     _rule("vmx-7", (XFD,), Access.RW, runs=lambda s: s.runtime.xfd_no_write_intercept,
           runs_when="after the guest's first non-zero XFD write (runtime xfd_no_write_intercept)",
@@ -180,6 +205,7 @@ _SEED = "seed patch v9 08/22 (kvm-msr-facts.md section 3 rule 14)"
 FRED_V9_RULE = _rule(
     "v9-14", FRED_ALL, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", source=_SEED,
+    kernel=(FRED_SERIES,),
           pass_when="guest has FRED",
     rationale="eight have VMCS guest/host fields (hardware switches them atomically); RSP0 is"
     " used only for events from ring 3, so KVM can run with the guest value and switch it lazily",
@@ -188,7 +214,7 @@ FRED_V9_RULE = _rule(
 FRED_MINIMAL_RULE = _rule(
     "minimal-14", FRED_STACKS, Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", pass_when="guest has FRED",
-    source="review (Chao Gao, Nov 2025): kvm-msr-facts.md section 10",
+    source="review (Chao Gao, Nov 2025): kvm-msr-facts.md section 10", kernel=(FRED_SERIES,),
     rationale="RSPs and SSPs are per task and context switched often; STKLVLS and CONFIG are"
     " written once at CPU bring-up, so they stay intercepted",
 )
@@ -197,13 +223,14 @@ FRED_V6_PL0_SSP_RULE = _rule(
     "v6-pl0", (PL0_SSP,), Access.RW, runs=_kvm(F.FRED), runs_when="KVM supports FRED",
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED", pass_when="guest has FRED",
     source="FRED v6 (kvm-msr-facts.md section 10: PL0_SSP toggled with FRED; rejected)",
+    kernel=(FRED_SERIES,),
     rationale="FRED_SSP0 is PL0_SSP, so it followed the FRED MSRs; runs after the CET rule and"
     " overrides it",
 )
 
 SVM_UPSTREAM: tuple[Rule, ...] = (
     _rule("svm-star", (STAR,), Access.RW, source=_SVM, rationale="saved/loaded by VMSAVE/VMLOAD"),
-    _rule("svm-sysenter-cs", (0x174,), Access.RW, source=_SVM,
+    _rule("svm-sysenter-cs", (SYSENTER_CS,), Access.RW, source=_SVM,
           rationale="saved/loaded by VMSAVE/VMLOAD"),
     _rule("svm-64bit", (GS_BASE, FS_BASE, KERNEL_GS_BASE, LSTAR, CSTAR, SFMASK), Access.RW,
           runs_when="64-bit build (always, in this model)", source=_SVM,
@@ -236,7 +263,7 @@ SVM_UPSTREAM: tuple[Rule, ...] = (
           " non-zero write",
           pass_when="with V_SPEC_CTRL: guest has SPEC_CTRL; without: after a non-zero write",
           source=_SVM, rationale="V_SPEC_CTRL keeps the guest value in the VMCB"),
-    _rule("svm-sysenter-eip-esp", (0x175, 0x176), Access.RW,
+    _rule("svm-sysenter-eip-esp", (SYSENTER_ESP, SYSENTER_EIP), Access.RW,
           intercept=lambda s: s.vendor is Vendor.INTEL,
           intercept_when="guest CPUID vendor is Intel-compatible",
           pass_when="guest CPUID vendor is AMD",
@@ -254,17 +281,18 @@ SVM_UPSTREAM: tuple[Rule, ...] = (
           rationale="with shadow stacks the CET state is switched by XSAVES/VMCB"),
     _rule("svm-sev-es", (SEV_ES_GHCB, EFER, PAT), Access.RW, runs=lambda s: s.runtime.sev_es,
           runs_when="SEV-ES guest (runtime sev_es)",
-          source=f"{_SVM}; [S3] sev_es_recalc_msr_intercepts",
+          source=f"{_SVM}; [S3] sev_es_recalc_msr_intercepts", kernel=(SVM_RECALC, SEV_RECALC),
           rationale="hardware context-switches them for SEV-ES"),
     _rule("svm-sev-es-tsc-aux", (TSC_AUX,), Access.RW,
           runs=lambda s: s.runtime.sev_es and HwCap.V_TSC_AUX in s.host.hw_caps,
           runs_when="SEV-ES guest and V_TSC_AUX", intercept=_lacks(F.RDTSCP, F.RDPID),
           intercept_when="guest has neither RDTSCP nor RDPID",
-          pass_when="guest has RDTSCP or RDPID",
+          pass_when="guest has RDTSCP or RDPID", kernel=(SVM_RECALC, SEV_RECALC),
           source=f"{_SVM}; [S3]", rationale="V_TSC_AUX virtualizes TSC_AUX"),
     _rule("svm-sev-es-xss", (XSS,), Access.RW, runs=lambda s: s.runtime.sev_es,
           runs_when="SEV-ES guest", intercept=_lacks(F.XSAVES),
           intercept_when="guest lacks XSAVES", source=f"{_SVM}; [S3]",
+          kernel=(SVM_RECALC, SEV_RECALC),
           pass_when="guest has XSAVES",
           rationale="XSS is switched by hardware for SEV-ES"),
 )
@@ -274,6 +302,8 @@ SVM_FRED_RULE = _rule(
     intercept=_lacks(F.FRED), intercept_when="guest lacks FRED (Sean's v2 condition)",
           pass_when="guest has FRED",
     source="AMD SVM FRED series 2/7 (2026-01-29) and review: kvm-svm-common-pvm-facts.md 1c",
+    kernel=(Cite(file="arch/x86/kvm/svm/svm.c", functions=("svm_recalc_fred_msr_intercepts",),
+                 tree=SVM_FRED),),
     rationale="VMCB FRED fields; RSP0 saved/restored around VMRUN in software",
 )
 

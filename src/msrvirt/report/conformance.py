@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from msrvirt.conform.corpus import Row
+from msrvirt.conform.corpus import Counts, Row
 from msrvirt.conform.predict import Seen
 from msrvirt.conform.scenario import EnableExits, SetFilter, describe
 from msrvirt.policy.decide import MsrAccess
@@ -48,13 +48,14 @@ def rows_table(rows: Sequence[Row], title: str) -> Table:
     return table
 
 
-def summary_table(per_scenario: Sequence[tuple[str, int, int, int]]) -> Table:
-    """(scenario, operations, full-scope predictions, disagreements) per scenario."""
+def summary_table(per_scenario: Sequence[Counts]) -> Table:
+    """Per scenario: operations, full-scope and filter-only predictions, disagreements."""
     table = Table(title="conformance summary", title_justify="left")
     table.add_column("scenario")
-    for col in ("operations", "fully predicted", "disagree"):
+    for col in ("operations", "full scope", "filter only", "disagree"):
         table.add_column(col, justify="right")
-    for name, n, full, bad in per_scenario:
-        table.add_row(name, str(n), str(full),
-                      Text(str(bad), style="bold red" if bad else "green"))
+    for c in per_scenario:
+        table.add_row(c.scenario, str(c.operations), str(c.full),
+                      Text(str(c.filter_only), style="yellow" if c.filter_only else "green"),
+                      Text(str(c.disagree), style="bold red" if c.disagree else "green"))
     return table

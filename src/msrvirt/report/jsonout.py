@@ -30,12 +30,18 @@ def scenario_json(s: Scenario) -> dict[str, Any]:
     }
 
 
+def reason_json(r: ExitReason | None) -> str | None:
+    return r.name.lower() if r and r.name else None
+
+
 def decision_json(d: Decision) -> dict[str, Any]:
     return {
         "outcome": d.outcome.value,
-        "exit_reason": d.exit_reason.name.lower() if d.exit_reason and d.exit_reason.name
-        else None,
+        "exit_reason": reason_json(d.exit_reason),
+        "exit_reason_if_enabled": reason_json(d.would_exit),
         "intercept": d.intercept,
+        "exact": d.exact,
+        "missing": d.missing or None,
         "reasons": list(d.reasons),
     }
 

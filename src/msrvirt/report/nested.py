@@ -15,6 +15,7 @@ from msrvirt.arch.msrs import display_name
 from msrvirt.arch.vmcs12 import encode, names
 from msrvirt.policy.nested import L2Decision, L2Outcome, Nested
 from msrvirt.policy.scenario import Scenario
+from msrvirt.report.jsonout import reason_json
 from msrvirt.report.tables import outcome_text, scenario_line
 
 # Outcomes without L0's involvement (L0's own are styled by report/tables.py).
@@ -43,8 +44,10 @@ def nested_json(n: Nested) -> dict[str, Any]:
 def l2_decision_json(d: L2Decision) -> dict[str, Any]:
     return {
         "outcome": d.outcome.value,
-        "exit_reason": d.exit_reason.name.lower() if d.exit_reason and d.exit_reason.name
-        else None,
+        "exit_reason": reason_json(d.exit_reason),
+        "exit_reason_if_enabled": reason_json(d.would_exit),
+        "exact": d.exact,
+        "missing": d.missing or None,
         "vmcs02_intercept": d.bit.intercept,
         "basis": d.bit.basis.value,
         "vmcs01_intercept": d.bit.vmcs01,
