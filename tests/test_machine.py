@@ -79,7 +79,7 @@ def v9() -> Machine:
 
 def test_every_design_is_named_and_the_planted_ones_are_expected_to_fail() -> None:
     assert DESIGNS["v9"].expected is Verdict.HOLDS
-    holds = {n for n, d in DESIGNS.items() if d.expected is Verdict.HOLDS}
+    holds = {n for n, d in DESIGNS.items() if d.expected is Verdict.HOLDS and d.nested is None}
     assert holds == {"v9", "minimal", "intercept-all", "invalidate-cache", "host-fields-from-msrs",
                      "v9@cet-xsaves"}
     assert len(DESIGNS) - len(holds) >= 6

@@ -79,7 +79,8 @@ VERDICTS = [
     ("free-passthrough", H, {"the eight the VMCS switches (free)": H,
                              "RSP0 (needed for performance)": H}),
     ("stklvls-config-atomic", H, {"the claim": H}),
-    ("nested-merge", U, {"the claim": U}),
+    ("nested-merge", F, {"correctness (L1's and L2's FRED state)": F,
+                         "speed, a Linux FRED L2": F}),
     ("model-matches-kernel", H, {"operations predicted at full scope": H,
                                  "operations checked only for the filter decision": H}),
     ("host-pl0-ssp-xrstors", P, {"a CET host (Linux v6.19)": H, "a FRED host without CET": F}),
@@ -102,6 +103,13 @@ VERDICTS = [
     ("v9-host-assumptions", H, {"a kernel with another stack-level map": H,
                                 "a kernel with supervisor shadow stacks": H,
                                 "the host's XRSTORS of PL0_SSP, either way": H}),
+    ("nested-rsp0-only", H, {"RSP0 merged for speed": H,
+                             "the other eight not needed, for speed": H,
+                             "the other eight not needed, for correctness": H}),
+    ("nested-passthrough-concern", P, {"L1's and L2's FRED state": H,
+                                       "L0's userspace filter, changed while L2 runs": F}),
+    ("nested-host-load", H, {"the claim": H}),
+    ("nested-guest-save", H, {"the claim": H}),
 ]
 
 
@@ -317,10 +325,59 @@ def test_an_nmi_after_vm_exit_consumes_stklvls_and_config(results: dict[str, Cla
     assert "stklvls-config-no-host-load" in reason and "host-safety in 4 events" in reason
 
 
-def test_nested_merge_awaits_the_nested_model(results: dict[str, ClaimResult]) -> None:
-    s = results["nested-merge"].scope("the claim")
-    assert [e.bearing for e in s.deciding] == [Bearing.PENDING]
-    assert "awaiting nested evidence (issue 10)" in s.reason
+# -- nested VMX (v9 19) ------------------------------------------------------------------------------
+
+# Linux's bring-up writes the eight (all but RSP0) nine times: CONFIG once, STKLVLS and RSP1-3
+# twice (cpu_init_fred_exceptions, cpu_init_fred_rsps); RSP0 once per switch to a user task and
+# once at bring-up.  v9 19 merges RSP0 (so the eight exit to L0 under it); fred-all all nine.
+BRINGUP_EIGHT = 9
+
+
+def test_merging_the_other_fred_msrs_is_neither_correctness_nor_speed_for_linux(
+        results: dict[str, ClaimResult]) -> None:
+    r = results["nested-merge"]
+    state = _one(r, "correctness (L1's and L2's FRED state)", "nested")
+    assert state.bearing is Bearing.CONTRADICTS
+    assert "merge list v9 keeps every nested invariant" in state.summary
+    assert "FRED_SSP1-3 and FRED_CONFIG exit to L0, which handles them on vmcs02" in state.summary
+    assert "is not needed for correctness" in state.summary
+    window = _one(r, "correctness (L1's and L2's FRED state)", "check",
+                  contains="nested-filter-window")
+    assert window.bearing is Bearing.INFORMS and "breaks l2-filter in 4 events" in window.summary
+    speed = _one(r, "speed, a Linux FRED L2", "nested")
+    assert speed.figure("v9 exits/s") == pytest.approx(BRINGUP_EIGHT * BRINGUP)
+    assert speed.figure("fred-all exits/s") == 0
+    assert speed.figure("saved exits/s") == pytest.approx(BRINGUP_EIGHT * BRINGUP)
+    assert speed.summary.startswith(f"{REVIEW_WORKLOAD} at 100,000 context switches/s, run by L2")
+    assert "saves 0.0025 exits/s (its writes: cpu_bringups)" in speed.summary
+
+
+def test_rsp0_alone_is_the_merge_that_saves_exits(results: dict[str, ClaimResult]) -> None:
+    r = results["nested-rsp0-only"]
+    speed = _one(r, "RSP0 merged for speed", "nested")
+    assert speed.figure("saved exits/s") == pytest.approx(REVIEW_RATE + BRINGUP)
+    assert "merging FRED_RSP0 saves 100,000 exits/s" in speed.summary
+    assert [link.claim for link in r.flags] == ["nested-merge"]  # withdrawn by Xin Li
+
+
+def test_passing_them_to_l2_widens_v619s_filter_window(results: dict[str, ClaimResult]) -> None:
+    r = results["nested-passthrough-concern"]
+    s = r.scope("L0's userspace filter, changed while L2 runs")
+    assert "nested-filter-window" in s.reason and "breaks l2-filter in 4 events" in s.reason
+    fix = _one(r, s.scope.label, "check", contains="nested-filter-rebuilt")
+    assert fix.bearing is Bearing.INFORMS and "keeps every invariant" in fix.summary
+    assert "force_msr_bitmap_recalc" in _one(r, s.scope.label, "source").summary
+
+
+@pytest.mark.parametrize(("claim_id", "planted", "inv", "events"), [
+    ("nested-host-load", "nested-exit-no-host-load", "l1-state", 5),
+    ("nested-guest-save", "nested-exit-no-guest-save", "l2-via-l1", 5),
+], ids=["without the host load L1 runs on L2's RSP1 (VMRESUME, entry, exit, entry, L1 NMI)",
+        "without the save L1 reads a stale field (VMRESUME, entry, WRMSR, entry, exit)"])
+def test_patch_19s_nested_exit_claims(results: dict[str, ClaimResult], claim_id: str,
+                                      planted: str, inv: str, events: int) -> None:
+    ev = _one(results[claim_id], "the claim", "check", contains=planted)
+    assert ev.figure(f"events {inv}") == events and ev.bearing is Bearing.SUPPORTS
 
 
 def test_conformance_reports_full_scope_and_filter_only_operations_apart(

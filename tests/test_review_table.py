@@ -88,15 +88,19 @@ def test_a_malformed_table_is_refused_naming_the_problem(path: str, value: Any, 
     ({"kind": "bitmap", "msrs": ["NO_SUCH_MSR"]}, "NO_SUCH_MSR"),
     ({"kind": "check", "design": "no-sync", "expect": "fails", "breaks": ["speed"]}, "speed"),
     ({"kind": "consumes", "event": "coffee", "msrs": ["FRED_RSP0"]}, "coffee"),
-    ({"kind": "nested"}, "decides"),
-    ({"kind": "nested", "decides": "x", "expect": "supports"}, "holds, fails"),
     ({"kind": "host-check", "variant": "mars"}, "mars"),
     ({"kind": "host-check", "variant": "cet-xsaves", "design": "v9@cet-xsaves"},
      "cet-xsaves@cet-xsaves"),
+    ({"kind": "nested", "aspect": "speed", "without": "v9"}, r"aspect speed takes \['aspect',"),
+    ({"kind": "nested", "aspect": "speed", "without": "v9", "with": "v8"}, "v8"),
+    ({"kind": "nested", "aspect": "mood"}, "mood"),
+    ({"kind": "nested", "aspect": "state", "merges": ["v9"], "msrs": ["FRED_RSP1"],
+      "without": "upstream"}, "aspect state takes"),
 ], ids=["an unknown design", "a missing parameter", "an unknown expectation",
         "an unknown parameter", "an unknown MSR", "an unknown invariant", "an unknown event",
-        "an awaited kind without what decides it", "an awaited kind's expectation",
-        "an unknown host configuration", "a design already on another host"])
+        "an unknown host configuration", "a design already on another host",
+        "a nested speed need without the list it compares with", "an unknown merge list",
+        "an unknown nested aspect", "a nested state need with a speed parameter"])
 def test_a_need_that_does_not_fit_its_kind_is_refused(need: dict[str, Any], says: str) -> None:
     raw = _raw()
     raw["claims"][0]["needs"] = [need]

@@ -23,6 +23,7 @@ from msrvirt.errors import UsageError
 from msrvirt.machine.designs import DESIGNS, Design, design
 from msrvirt.machine.hostconf import HOST_CONFIGS
 from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds
+from msrvirt.machine.nested import nested_bounds
 from msrvirt.report.check import (
     counterexample_text,
     designs_table,
@@ -155,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
         depth = "exhaustive" if args.depth is None else f"depth {args.depth}"
         out.print(f"bounds: cpus={bounds.cpus} tasks={bounds.tasks} values={bounds.values},"
                   f" {depth}; engine: {engine.value}", highlight=False)
+        if any(d.nested is not None for d in chosen):
+            nb = nested_bounds(bounds)
+            out.print(f"nested designs: cpus={nb.cpus} tasks={nb.tasks} values={nb.values}"
+                      " (one CPU, the vCPU thread and one other task: docs/check.md)",
+                      highlight=False)
         out.print(verdict_table(checks))
         for chk in checks:
             lines = counterexample_text(chk)

@@ -57,7 +57,8 @@ def add_nested_options(parser: argparse.ArgumentParser) -> None:
                        f" (--vmcs12=-NAME), none clears ({', '.join(c.name for c in CONTROL_BITS)})")
 
 
-def _load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
+def load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
+    """L1 from ``--nested``'s profile or file, over L0's scenario ``s`` (UsageError if bad)."""
     kind, _, pol = spec.partition(":")
     if kind == "kvm":
         features = parse_guest(l2_guest or "host", l1_host(s).features)
@@ -83,7 +84,7 @@ def nested_from_args(args: argparse.Namespace, s: Scenario) -> Nested | None:
         return None
     check_host(s.host)
     merge = merge_list(args.merge or DEFAULT_MERGE)
-    l1 = _load_l1(args.nested, s, args.l2_guest)
+    l1 = load_l1(args.nested, s, args.l2_guest)
     if args.vmcs12 is not None:
         l1 = replace(l1, controls=parse_controls(args.vmcs12, l1.controls))
     return Nested(l0=s, l1=l1, merge=merge)

@@ -48,7 +48,11 @@ class ExitCosts:
 
     def cpu_percent(self, exits_per_s: float) -> float:
         """Share of one CPU (in %) that ``exits_per_s`` in-kernel exits take."""
-        return exits_per_s * self.in_kernel_exit_cycles.value / (self.cpu_ghz.value * 1e9) * 100
+        return self.cycles_percent(exits_per_s * self.in_kernel_exit_cycles.value)
+
+    def cycles_percent(self, cycles_per_s: float) -> float:
+        """Share of one CPU (in %) that ``cycles_per_s`` cycles take."""
+        return cycles_per_s / (self.cpu_ghz.value * 1e9) * 100
 
     def figures(self) -> tuple[tuple[str, Figure], ...]:
         """Every figure by field name."""
@@ -110,6 +114,16 @@ DEFAULT_COSTS = ExitCosts(
         source=f"{_ASSUMED}: an exit to userspace adds at least about 2,500 cycles in the kernel"
         " to the in-kernel 1,300, plus the VMM's own work (not included: a lower bound)"),
 )
+
+
+# A nested exit reflected to L1 costs the L2 exit to L0 (an in-kernel exit) plus this round
+# trip through L1 (docs/cost.md, "Nested").  Not measured: this workplace has no VMX.
+L1_ROUND_TRIP = Figure(
+    value=10 * IN_KERNEL_EXIT_CYCLES, unit="cycles", measured=False,
+    source="assumption: L0's nested VM exit (sync_vmcs02_to_vmcs12, prepare_vmcs12,"
+    " load_vmcs12_host_state), the entry into L1, L1's exit handler, L1's VMRESUME (a second"
+    " exit to L0) and L0's nested VM entry (prepare_vmcs02, the MSR bitmap merge): taken as"
+    " ten in-kernel exits")
 
 
 def measured_costs(*, host: str, cpu_ghz: Figure, in_kernel_ns: float, in_kernel_source: str,

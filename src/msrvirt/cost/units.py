@@ -118,14 +118,30 @@ def _vcpu_cpu(m: Machine, s: State) -> int:
     return found[0]
 
 
+def guest_writes(unit: Unit) -> tuple[int, ...]:
+    """The FRED MSRs one ``unit`` makes the guest write, in order (docs/cost.md).
+
+    A context switch writes the new task's stack top into RSP0 on the way back to user mode
+    (fred_update_rsp0), a bring-up is Linux's FRED initialisation, and the rest write none.
+    The nested cost model (cost/nested.py) counts an L2's writes from the same list.
+    """
+    if unit is Unit.CONTEXT_SWITCH:
+        return (RSP0,)
+    if unit is Unit.CPU_BRINGUP:
+        return BRINGUP_WRITES
+    if unit is Unit.PL0_SSP_WRITE:
+        return (PL0_SSP,)
+    return ()
+
+
 def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
     """What one ``unit`` does, starting from resting state ``s`` (docs/cost.md has the table)."""
     c = _vcpu_cpu(m, s)
+    writes: list[Action] = [Write(msr=msr) for msr in guest_writes(unit)]
     if unit is Unit.CONTEXT_SWITCH:
-        # The guest kernel switched tasks; on its way back to user mode it writes the new
-        # task's stack top into RSP0 (fred_update_rsp0), ERETU, and the task's next event
-        # from ring 3 brings the guest back to kernel mode: a resting state again.
-        return [Write(msr=RSP0), Event(kind=Ev.GUEST_ERETU, cpu=c),
+        # After the write, ERETU, and the task's next event from ring 3 brings the guest
+        # back to kernel mode: a resting state again.
+        return [*writes, Event(kind=Ev.GUEST_ERETU, cpu=c),
                 Event(kind=Ev.GUEST_EVENT_RING3, cpu=c)]
     if unit in (Unit.SYSCALL, Unit.INTERRUPT):
         # Back to the same task (no write), then a syscall or an interrupt from ring 3.  An
@@ -134,10 +150,8 @@ def _actions(m: Machine, s: State, unit: Unit) -> list[Action]:
     if unit in (Unit.NMI, Unit.DEBUG_TRAP):
         # In the guest kernel: the machine's ring-0 event (RSP1 standing for RSP1-3).
         return [Event(kind=Ev.GUEST_EVENT_RING0, cpu=c)]
-    if unit is Unit.CPU_BRINGUP:
-        return [Write(msr=msr) for msr in BRINGUP_WRITES]
-    if unit is Unit.PL0_SSP_WRITE:
-        return [Write(msr=PL0_SSP)]
+    if unit in (Unit.CPU_BRINGUP, Unit.PL0_SSP_WRITE):
+        return writes
     if unit is Unit.KVM_RUN_RETURN:
         return [Event(kind=k, cpu=c) for k in (Ev.VM_EXIT, Ev.KVM_RUN_RETURN, Ev.KVM_RUN,
                                                Ev.VM_ENTRY)]

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 
-from msrvirt.errors import UnknownNameError
+from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.hostconf import HOST_CONFIGS, LINUX, HostConfig, ShadowStacks, Vector, host_config
+from msrvirt.policy.nested import MergeList, merge_list
 from msrvirt.policy.policies import Policy, policy
 
 
@@ -52,6 +53,31 @@ class Fault(Enum):
     FILTER_NO_RECALC = "a filter change does not request the recomputation of intercepts"
     CPUID_NO_RECALC = "KVM_SET_CPUID2 does not recompute the intercepts"
     HOST_FIELDS_ONCE = "host FRED_RSP1-3 VMCS fields are written once, not when the VMCS moves CPU"
+    # Nested VMX (machine/nested.py): one step of Linux v6.19 nested.c with FRED v9 patch 19.
+    MERGE_IGNORES_L1 = "vmcs02's merged bits copy vmcs01's: L1's bitmap is ignored"
+    MERGE_IGNORES_VMCS01 = "vmcs02's merged bits copy L1's: vmcs01's bitmap (L0's filter) is ignored"
+    NESTED_EXIT_NO_HOST_LOAD = (
+        "a nested VM exit does not load vmcs12's host FRED fields into vmcs01: L1 resumes on the"
+        " FRED state L2 exited with")
+    NESTED_EXIT_NO_GUEST_SAVE = "a nested VM exit does not save L2's FRED state into vmcs12"
+
+
+class FilterTiming(Enum):
+    """When L0's VMM may change its MSR filter in a nested design, and what KVM does then."""
+
+    WHILE_L1 = "while the vCPU is out of L2; the next nested VM entry merges the new vmcs01"
+    WHILE_L2_STALE = ("also while the vCPU is in L2: KVM recomputes vmcs01 only and vmcs02 keeps"
+                      " its bits until L1's next VMLAUNCH/VMRESUME (Linux v6.19)")
+    WHILE_L2_REBUILT = ("also while the vCPU is in L2: KVM rebuilds vmcs02 from the new vmcs01"
+                        " when it recomputes (a fix of the v6.19 window)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NestedSetup:
+    """How a nested design's L0 runs L2: its merge list and when its filter may change."""
+
+    merge: MergeList
+    filter_timing: FilterTiming = FilterTiming.WHILE_L1
 
 
 class HostFields(Enum):
@@ -80,6 +106,9 @@ class Design:
     host: HostConfig = LINUX
     expected: Verdict
     source: str
+    nested: NestedSetup | None = None  # a nested design (machine/nested.py): L0, L1 and L2
+    # For a design that models the kernel as it is and fails: what the failure shows.
+    finding: str = ""
 
     @property
     def host_rsp_right(self) -> bool:
@@ -95,6 +124,8 @@ class Design:
 
 _SEED = "seed (v9 08/22) and kvm-msr-facts.md sections 5-8"
 _REVIEW = "kvm-msr-facts.md section 10"
+_NESTED = ("Linux v6.19 arch/x86/kvm/vmx/nested.c with FRED v9 patch 19 (vmcs12's FRED fields);"
+           " docs/nested.md")
 
 
 def _planted(name: str, summary: str, *, faults: frozenset[Fault] = frozenset(),
@@ -116,6 +147,16 @@ def on_host(d: Design, h: HostConfig) -> Design:
 _V9 = Design(name="v9", policy=policy("fred-v9"), expected=Verdict.HOLDS, source=_SEED,
              summary="the seed: VMCS switches 8 FRED MSRs, RSP0 lazily with fred_sync_rsp0,"
              " PL0_SSP by the CET rule with the software fallback")
+
+
+def _nested(name: str, summary: str, merge: str, *, expected: Verdict = Verdict.HOLDS,
+            faults: frozenset[Fault] = frozenset(), source: str = _NESTED,
+            timing: FilterTiming = FilterTiming.WHILE_L1, finding: str = "") -> Design:
+    """A nested design: L0 and L1 both KVM with fred-v9, L0 merging with list ``merge``."""
+    return Design(name=name, summary=summary, policy=policy("fred-v9"), faults=faults,
+                  expected=expected, source=source, finding=finding,
+                  nested=NestedSetup(merge=merge_list(merge), filter_timing=timing))
+
 
 DESIGNS: dict[str, Design] = {
     d.name: d for d in (
@@ -158,6 +199,36 @@ DESIGNS: dict[str, Design] = {
         # The planted host variants: v9's KVM code on a kernel it was not written for.
         on_host(_V9, HOST_CONFIGS["stack-map-changed"]),
         on_host(_V9, HOST_CONFIGS["host-supervisor-shstk"]),
+        _nested("nested-upstream", "nested: L0 merges Linux v6.19's list (no FRED MSR) into"
+                " vmcs02", "upstream"),
+        _nested("nested-v9", "nested: L0 merges v6.19's list and FRED_RSP0 (v9 patch 19)", "v9"),
+        _nested("nested-fred-all", "nested: L0 merges v6.19's list and all nine FRED MSRs (the"
+                " review's request)", "fred-all"),
+        _nested("nested-filter-window", "nested, fred-all: L0's filter changes while L2 runs and"
+                " vmcs02 keeps its bits until L1's next VMRESUME (v6.19)", "fred-all",
+                expected=Verdict.FAILS, timing=FilterTiming.WHILE_L2_STALE,
+                source=f"{_NESTED}; vmx.c vmx_recalc_msr_intercepts changes vmcs01 only",
+                finding="until L1's next VMLAUNCH/VMRESUME, L0's new filter does not hold for"
+                " L2's accesses to the MSRs vmcs02 merged (the FRED MSRs under fred-all, RSP0"
+                " under v9, PL0_SSP and the other merged MSRs under every list)"),
+        _nested("nested-filter-rebuilt", "nested, fred-all: L0's filter changes while L2 runs and"
+                " KVM rebuilds vmcs02 with vmcs01 (a fix of the window)", "fred-all",
+                timing=FilterTiming.WHILE_L2_REBUILT,
+                source=f"msrvirt's alternative to v6.19's lazy vmcs02; {_NESTED}"),
+        _nested("nested-merge-no-l1", "nested, fred-all: the merge ignores L1's bitmap",
+                "fred-all", expected=Verdict.FAILS, faults=frozenset({Fault.MERGE_IGNORES_L1}),
+                source=f"planted bug; {_NESTED}"),
+        _nested("nested-merge-no-vmcs01", "nested, fred-all: the merge ignores vmcs01's bitmap"
+                " (L0's filter)", "fred-all", expected=Verdict.FAILS,
+                faults=frozenset({Fault.MERGE_IGNORES_VMCS01}), source=f"planted bug; {_NESTED}"),
+        _nested("nested-exit-no-host-load", "nested, v9: a nested exit does not load L1's FRED"
+                " host fields from vmcs12", "v9", expected=Verdict.FAILS,
+                faults=frozenset({Fault.NESTED_EXIT_NO_HOST_LOAD}),
+                source=f"planted bug; {_NESTED}"),
+        _nested("nested-exit-no-guest-save", "nested, v9: a nested exit does not save L2's FRED"
+                " state to vmcs12", "v9", expected=Verdict.FAILS,
+                faults=frozenset({Fault.NESTED_EXIT_NO_GUEST_SAVE}),
+                source=f"planted bug; {_NESTED}"),
     )
 }
 
@@ -172,6 +243,9 @@ def design(name: str) -> Design:
         return found
     base, sep, host_name = name.partition("@")
     if sep and base in DESIGNS and DESIGNS[base].host is LINUX:
+        if DESIGNS[base].nested is not None:
+            # machine/nested.py declares L0's host deliveries for Linux v6.19 only.
+            raise UsageError(f"design {name!r}: a nested design runs on the default host only")
         return on_host(DESIGNS[base], host_config(host_name))
     raise UnknownNameError("design", name, "one of " + ", ".join(DESIGNS)
                            + ", or DESIGN@HOST with HOST one of " + ", ".join(HOST_CONFIGS))

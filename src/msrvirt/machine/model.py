@@ -192,7 +192,7 @@ class Ev(IntEnum):
 class Event:
     """One event; fields that do not apply to ``kind`` keep their defaults."""
 
-    kind: Ev
+    kind: IntEnum  # an Ev; a nested design's own events are machine.nested.NestedEv
     cpu: int = -1
     slot: Slot | None = None
     value: int = 0  # the value a write stores
@@ -227,7 +227,11 @@ HOST_CONFIG = 2
 HOST_SSP = 3  # host FRED_SSP1-3 (0: the host kernel has no supervisor shadow stacks)
 HOST_PL0_SSP = 4  # whatever the host leaves in PL0_SSP (with supervisor shadow stacks: its own)
 OTHER_STACK = 5  # an exception stack other than the one the host kernel uses at the level
-_EXC, _TOP, _GUEST = 8, 16, 32
+# L1's own values in the nested designs (machine/nested.py), where L1 is itself a Linux host.
+L1_EXC = 6  # L1's FRED_RSP1: its #DB stack (standing for its values of the eight VMCS-switched MSRs)
+L1_TOP = 7  # the stack top of L1's VMM thread: L1's FRED_RSP0 while L1 runs its user mode
+L1_PL0 = 8  # whatever L1 leaves in PL0_SSP
+_EXC, _TOP, _GUEST = 16, 24, 40
 MAX_CPUS, MAX_TASKS, MAX_VALUES = _TOP - _EXC, _GUEST - _TOP, 8
 
 
@@ -256,7 +260,8 @@ VCPU_TASK = 0  # task 0 is the vCPU thread (its user mode is the VMM)
 def value_name(value: int) -> str:
     """A symbol's name, as traces print it."""
     fixed = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
-             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack"}
+             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack",
+             L1_EXC: "L1-exc", L1_TOP: "top(L1 VMM)", L1_PL0: "L1-pl0"}
     if value in fixed:
         return fixed[value]
     if value >= _GUEST:
@@ -295,7 +300,8 @@ DEFAULT_BOUNDS = Bounds()
 
 
 def _symbols(b: Bounds) -> tuple[int, ...]:
-    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP, OTHER_STACK,
+    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP, OTHER_STACK, L1_EXC, L1_TOP,
+            L1_PL0,
             *(exc_stack(c) for c in range(b.cpus)), *(stack_top(t) for t in range(b.tasks)),
             *(guest_value(k) for k in range(b.values + 1)))
 
@@ -590,6 +596,11 @@ def host_uses(d: Design, from_user: bool) -> tuple[Slot, ...]:
 # -- the declaration -----------------------------------------------------------------------------
 
 
+def slot_bits(intercepted: Callable[[int, Access], bool]) -> int:
+    """The BITMAP bits of a bitmap, given whether it intercepts (MSR index, R or W)."""
+    return sum(_bit(s, a) for s in SLOTS for a in (Access.R, Access.W) if intercepted(s.msr, a))
+
+
 def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
     """The BITMAP bits compute_intercepts gives for every (GuestCpu, FilterChoice)."""
     hostp = host(HOST_PROFILE)
@@ -598,8 +609,7 @@ def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
         for flt in FilterChoice:
             found: Intercepts = compute_intercepts(Scenario(
                 host=hostp, guest=cpu.features, policy=d.policy, filter=flt.msr_filter))
-            out[int(cpu), int(flt)] = sum(_bit(s, a) for s in SLOTS for a in (Access.R, Access.W)
-                                          if found.intercepted(s.msr, a))
+            out[int(cpu), int(flt)] = slot_bits(found.intercepted)
     return out
 
 
@@ -609,7 +619,12 @@ def declare(d: Design, b: Bounds) -> Model:
     Per CPU: VM exit, the guest kernel's RDMSR/WRMSR/NMI/ERETU, the guest's ring-3 event,
     the host's NMI and user event, context switches, then KVM_RUN's events (VM entry,
     return) and the VMM's (KVM_RUN, KVM_SET_MSRS); then the VM ioctls (filter, CPUID).
+    A nested design is declared by machine/nested.py, which builds on this module.
     """
+    if d.nested is not None:
+        from msrvirt.machine.nested import declare_nested  # it imports this module
+
+        return declare_nested(d, b)
     masks = intercept_masks(d)
     values = [guest_value(k) for k in range(1, b.values + 1)]
     events: list[EventDecl] = []
@@ -721,6 +736,10 @@ class Machine:
 
     def __init__(self, design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.design = design
+        if design.nested is not None:
+            from msrvirt.machine.nested import nested_bounds  # it imports this module
+
+            bounds = nested_bounds(bounds)
         self.bounds = bounds
         self.model = declare(design, bounds)
         self.program: Program = compile_program(self.model)

@@ -48,7 +48,7 @@ from msrvirt.policy.decide import (
     reset_value,
     value_problem,
 )
-from msrvirt.policy.filter import X2APIC_FIRST, X2APIC_LAST
+from msrvirt.policy.filter import NO_FILTER, X2APIC_FIRST, X2APIC_LAST, MsrFilter
 from msrvirt.policy.intercepts import Intercepts, check_backend, compute_intercepts
 from msrvirt.policy.policies import Policy
 from msrvirt.policy.scenario import Scenario
@@ -149,15 +149,17 @@ def l1_host(l0: Scenario) -> HostProfile:
     )
 
 
-def kvm_l1(l0: Scenario, l1_policy: Policy, l2_guest: frozenset[Feature]) -> L1:
+def kvm_l1(l0: Scenario, l1_policy: Policy, l2_guest: frozenset[Feature],
+           l1_filter: MsrFilter = NO_FILTER) -> L1:
     """L1 is KVM applying ``l1_policy`` to an L2 whose CPUID asks for ``l2_guest``.
 
-    L1's page is the policy's recomputation (policy/intercepts.py) on L1's CPU; vmcs12 uses
-    MSR bitmaps, and the FRED entry/exit controls when L2 has FRED (the FRED series'
+    L1's page is the policy's recomputation (policy/intercepts.py) on L1's CPU, with L1's
+    userspace filter ``l1_filter`` (the stateful model's L1 switches it); vmcs12 uses MSR
+    bitmaps, and the FRED entry/exit controls when L2 has FRED (the FRED series'
     vmx_vcpu_config_fred_after_set_cpuid sets them iff the guest has FRED).
     """
     check_backend(l1_policy, Backend.VMX)
-    l2 = Scenario(host=l1_host(l0), guest=l2_guest, policy=l1_policy)
+    l2 = Scenario(host=l1_host(l0), guest=l2_guest, policy=l1_policy, filter=l1_filter)
     page = compute_intercepts(l2).bitmap
     assert isinstance(page, VmxMsrBitmap)  # a VMX host always has one
     controls = Control.USE_MSR_BITMAPS

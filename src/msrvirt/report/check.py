@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from msrvirt.check.explore import Counterexample, DesignCheck
-from msrvirt.check.invariants import INVARIANTS
+from msrvirt.check.invariants import INVARIANTS, Invariant
 from msrvirt.machine.designs import Design, Verdict
 from msrvirt.machine.hostconf import HostConfig
 from msrvirt.machine.model import (
@@ -24,6 +24,7 @@ from msrvirt.machine.model import (
     State,
     task_name,
 )
+from msrvirt.machine.nested import L0_FILTER_CHOICE, L1_FILTER_CHOICE, NestedEv
 
 
 def _short(slot_label: str) -> str:
@@ -64,7 +65,43 @@ def event_label(ev: Event) -> str:
             text = f"VMM sets MSR filter: {FILTER_CHOICE.text(ev.choice)}"
         case Ev.SET_CPUID:
             text = f"VMM sets CPUID: {GUEST_CPU.text(ev.choice)}"
+        case _:
+            text = _nested_label(ev, slot)
     return f"cpu{ev.cpu}: {text}" if ev.cpu >= 0 else text
+
+
+def _nested_label(ev: Event, slot: str) -> str:
+    """A nested design's own event in words."""
+    match ev.kind:
+        case NestedEv.L2_RDMSR:
+            return f"L2 RDMSR {slot}"
+        case NestedEv.L2_WRMSR:
+            return f"L2 WRMSR {slot} = {VALUE.text(ev.value)}"
+        case NestedEv.L2_EVENT_RING0:
+            return "L2 NMI/#DB in kernel mode"
+        case NestedEv.L2_ERETU:
+            return "L2 ERETU to user mode"
+        case NestedEv.L2_EVENT_RING3:
+            return "L2 interrupt/syscall from user mode"
+        case NestedEv.NESTED_EXIT:
+            return "L2 exit L1 wants: nested VM exit to L1"
+        case NestedEv.L1_EVENT_RING0:
+            return "L1 NMI/#DB"
+        case NestedEv.L1_EVENT_RING3:
+            return "L1 interrupt/syscall from user mode"
+        case NestedEv.L1_KVM_RUN:
+            return "L1's VMM calls KVM_RUN"
+        case NestedEv.L1_KVM_RUN_RETURN:
+            return "L1's KVM_RUN returns to L1 user mode (L1's vcpu_put)"
+        case NestedEv.L1_SET_FILTER:
+            return f"L1's VMM sets L1's MSR filter: {L1_FILTER_CHOICE.text(ev.choice)}"
+        case NestedEv.L1_VMWRITE:
+            return "L1 VMWRITEs a vmcs12 field that is not shadowed"
+        case NestedEv.L1_VMRESUME:
+            return "L1 VMRESUME: L0's nested VM entry (vmcs02 from vmcs12, bitmaps merged)"
+        case NestedEv.L0_SET_FILTER:
+            return f"L0's VMM sets MSR filter: {L0_FILTER_CHOICE.text(ev.choice)}"
+    raise ValueError(f"no label for event kind {ev.kind!r}")
 
 
 def changes(machine: Machine, before: State, after: State) -> list[str]:
@@ -115,8 +152,10 @@ def hosts_table(hosts: Sequence[HostConfig]) -> Table:
 
 def verdict_table(checks: Sequence[DesignCheck]) -> Table:
     """Designs x invariants: each cell 'holds' or 'FAILS/n' (n = shortest counterexample)."""
-    table = Table(title="msrvirt check: designs x invariants")
-    table.add_column("design")
+    table = Table(title="msrvirt check: designs x invariants",
+                  caption="-: the invariant judges the other kind of design (single-level or"
+                  " nested)")
+    table.add_column("design", no_wrap=True)
     table.add_column("expected")
     table.add_column("verdict")
     for inv in INVARIANTS:
@@ -128,12 +167,22 @@ def verdict_table(checks: Sequence[DesignCheck]) -> Table:
         cells = []
         for inv in INVARIANTS:
             cx = res.counterexamples.get(inv.name)
-            cells.append("holds" if cx is None else f"FAILS/{len(cx)}")
+            cells.append("-" if not _applies(inv, chk) else
+                         "holds" if cx is None else f"FAILS/{len(cx)}")
         mark = "" if chk.as_expected else " (unexpected)"
         verdict = res.verdict.value + ("" if res.complete else f" (depth {res.depth})")
         table.add_row(chk.design.name, chk.design.expected.value, verdict + mark, *cells,
                       f"{res.states:,}", f"{res.states_per_second:,.0f}", f"{res.seconds:.1f}")
     return table
+
+
+def _applies(inv: Invariant, chk: DesignCheck) -> bool:
+    return inv.applies.to(chk.machine)
+
+
+def judged_by(chk: DesignCheck) -> list[str]:
+    """The names of the invariants that judge ``chk``'s design (single-level or nested)."""
+    return [inv.name for inv in INVARIANTS if _applies(inv, chk)]
 
 
 def counterexample_text(chk: DesignCheck) -> list[str]:
@@ -159,7 +208,7 @@ def to_json(checks: Sequence[DesignCheck]) -> dict[str, Any]:
             "name": chk.design.name,
             "expected": chk.design.expected.value,
             "verdict": res.verdict.value,
-            "invariants": {name: v.value for name, v in res.verdicts.items()},
+            "invariants": {name: res.verdicts[name].value for name in judged_by(chk)},
             "counterexample": trace_lines(chk.machine, cx) if cx is not None else None,
             "states": res.states,
             "seconds": round(res.seconds, 3),
@@ -175,7 +224,11 @@ def summary_line(checks: Sequence[DesignCheck]) -> str:
     wrong = [c.design.name for c in checks if not c.as_expected]
     if not wrong:
         held = sum(c.result.verdict is Verdict.HOLDS for c in checks)
-        caught = len(checks) - held
-        return (f"all {len(checks)} verdicts as expected: {held} hold,"
+        found = sum(bool(c.design.finding) for c in checks)
+        caught = len(checks) - held - found
+        line = (f"all {len(checks)} verdicts as expected: {held} hold,"
                 f" {caught} planted bug{'' if caught == 1 else 's'} caught")
+        if found:
+            line += f", {found} finding{'' if found == 1 else 's'} shown"
+        return line
     return "not as expected: " + ", ".join(wrong)

@@ -11,9 +11,11 @@ from typing import Any
 
 from rich.table import Table
 
-from msrvirt.cost.constants import ExitCosts
+from msrvirt.cost.constants import ExitCosts, Figure
 from msrvirt.cost.model import PolicyCost
+from msrvirt.cost.nested import NestedCost
 from msrvirt.cost.workload import Workload
+from msrvirt.policy.nested import MERGE_LISTS
 
 
 def number(x: float) -> str:
@@ -56,6 +58,62 @@ def cost_table(costs: Sequence[PolicyCost]) -> Table:
     table.add_section()
     table.add_row(*totals)
     return table
+
+
+def nested_cost_table(costs: Sequence[NestedCost]) -> Table:
+    """One row per FRED MSR: L2's writes/s, then per merge list the outcome of a write, the
+    exits to L0 per second (reflected ones in parentheses) and their share of one CPU."""
+    first = costs[0]
+    table = Table(
+        title=f"workload {first.workload} in L2 ({_cpuid(first.guest_shstk)}) under L1"
+              f" {first.l1}, L0 {first.l0_policy}: {number(first.context_switches_per_s)} L2"
+              " context switches/s; L2's FRED MSR writes per merge list, the exits to L0 per"
+              " second (reflected to L1) and their share of one CPU", title_justify="left")
+    table.add_column("MSR", no_wrap=True)
+    table.add_column("L2\nwrites/s", justify="right", no_wrap=True)
+    for c in costs:
+        table.add_column(f"{c.merge}\nwrite", no_wrap=True)
+        table.add_column(f"{c.merge}\nexits/s", justify="right", no_wrap=True)
+        table.add_column(f"{c.merge}\nCPU %", justify="right", no_wrap=True)
+    for i, row in enumerate(first.rows):
+        cells = [row.name, number(row.writes_per_s)]
+        for c in costs:
+            r = c.rows[i]
+            cells += [r.outcome.value, _exits(r.l0_exits_per_s, r.reflected_per_s),
+                      number(r.cpu_percent)]
+        table.add_row(*cells)
+    totals = ["total", number(sum(r.writes_per_s for r in first.rows))]
+    for c in costs:
+        totals += ["", _exits(c.l0_exits_per_s, c.reflected_per_s), number(c.cpu_percent)]
+    table.add_section()
+    table.add_row(*totals)
+    return table
+
+
+def _exits(exits: float, reflected: float) -> str:
+    return number(exits) + (f" ({number(reflected)})" if reflected else "")
+
+
+def nested_cost_json(costs: Sequence[NestedCost], costs_used: ExitCosts, round_trip: Figure, *,
+                     workload: Workload) -> dict[str, Any]:
+    """The JSON object of `msrvirt cost --nested --json` (schema: docs/cost.md)."""
+    first = costs[0]
+    return {
+        "workload": workload_json(workload),
+        "costs": costs_used.to_obj(),
+        "l1_round_trip_cycles": round_trip.to_obj(),
+        "nested": {"l0_policy": first.l0_policy, "l1": first.l1,
+                   "l2_guest_shstk": first.guest_shstk},
+        "merges": [{
+            "merge": c.merge, "description": MERGE_LISTS[c.merge].description,
+            "l0_exits_per_s": c.l0_exits_per_s, "reflected_per_s": c.reflected_per_s,
+            "cpu_percent": c.cpu_percent,
+            "rows": [{"index": r.msr, "name": r.name, "writes_per_s": r.writes_per_s,
+                      "outcome": r.outcome.value, "l0_exits_per_s": r.l0_exits_per_s,
+                      "reflected_per_s": r.reflected_per_s, "cpu_percent": r.cpu_percent,
+                      "exits_by_event": dict(r.exits_by_event)} for r in c.rows],
+        } for c in costs],
+    }
 
 
 def figures_table(costs: ExitCosts) -> Table:

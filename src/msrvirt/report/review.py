@@ -19,6 +19,7 @@ from rich.text import Text
 
 from msrvirt import __version__
 from msrvirt.check.explore import DesignCheck
+from msrvirt.report.check import judged_by
 
 _VERDICT_STYLE = {"holds": "green", "fails": "bold red", "partly": "dark_orange",
                   "undecided": "yellow"}
@@ -113,7 +114,7 @@ def checks_json(checks: dict[str, DesignCheck]) -> dict[str, Any]:
     return {name: {"verdict": chk.result.verdict.value, "expected": chk.design.expected.value,
                    "states": chk.result.states, "complete": chk.result.complete,
                    "seconds": round(chk.result.seconds, 3),
-                   "invariants": {k: v.value for k, v in chk.result.verdicts.items()}}
+                   "invariants": {k: chk.result.verdicts[k].value for k in judged_by(chk)}}
             for name, chk in checks.items()}
 
 
@@ -256,7 +257,9 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
     parts.append("<th>states</th></tr></thead><tbody>")
     for name, chk in checks.items():
         res = chk.result
+        judged = judged_by(chk)
         cells = "".join(
+            "<td>-</td>" if n not in judged else
             f"<td>{_verdict_html(res.verdicts[n].value)}"
             + (f" ({len(res.counterexamples[n])} events)" if n in res.counterexamples else "")
             + "</td>" for n in inv_names)

@@ -24,6 +24,7 @@ from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS
 from msrvirt.check.explore import DesignCheck
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.cost.model import MsrCost, PolicyCost
+from msrvirt.cost.nested import estimate_nested, kvm_nested
 from msrvirt.cost.units import SLOT_OF, enabled_step, warm_state
 from msrvirt.errors import FileFormatError, MsrvirtError
 from msrvirt.machine.designs import Verdict, design
@@ -47,6 +48,7 @@ from msrvirt.machine.model import (
 )
 from msrvirt.policy.decide import Initiator, MsrAccess, decide, explain_msr
 from msrvirt.policy.intercepts import compute_intercepts
+from msrvirt.policy.nested import L2Outcome, MergeList, decide_l2, merge_list
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import Scenario
 from msrvirt.report.check import counterexample_text
@@ -465,6 +467,101 @@ def exits_delta(need: Need, inputs: Inputs) -> Evidence:
                      ((f"{a.policy} exits/s", a.exits_per_s), (f"{b.policy} exits/s", b.exits_per_s)))
 
 
+# -- the nested model -------------------------------------------------------------------------------
+
+_WHERE = {L2Outcome.PASSTHROUGH: "run on the CPU", L2Outcome.EMULATED: "exit to L0, which handles"
+          " them on vmcs02 without L1", L2Outcome.REFLECTED: "are reflected to L1",
+          L2Outcome.GP: "get #GP", L2Outcome.EXIT: "exit to L0's userspace"}
+
+
+def nested_design(merge: str) -> str:
+    """The nested design that merges with list ``merge`` (machine/designs.py)."""
+    return f"nested-{merge}"
+
+
+def _has(m: MergeList, msrs: Sequence[int]) -> bool:
+    return all((msr, a) in m.merged for msr in msrs for a in (Access.R, Access.W))
+
+
+def _l2_outcomes(inputs: Inputs, m: MergeList, msrs: Sequence[int]) -> str:
+    """Where L2's RDMSR and WRMSR of ``msrs`` end under ``m``, for a KVM L1 and a FRED L2."""
+    n = kvm_nested(inputs.workload, m)
+    groups: dict[str, list[int]] = {}
+    for msr in msrs:
+        ends = {decide_l2(n, MsrAccess(msr, a, 0)).outcome for a in (Access.R, Access.W)}
+        groups.setdefault(" / ".join(_WHERE[o] for o in sorted(ends)), []).append(msr)
+    return "; ".join(f"L2's accesses to {names(ms)} {where}" for where, ms in groups.items())
+
+
+def nested_state(need: Need, inputs: Inputs) -> Evidence:
+    """The nested designs' verdicts under each merge list, and where L2's accesses to the
+    MSRs end; expect needed (a list without the MSRs breaks an invariant that the lists
+    with them keep) | not-needed."""
+    msrs = _msrs(need)
+    found, figures = [], []
+    needed_by: list[str] = []
+    with_them_hold = True
+    for name in need.get("merges"):
+        m = merge_list(name)
+        res = inputs.checks[nested_design(name)].result
+        scope = f"{res.states:,} states, exhaustive" if res.complete else f"{res.states:,} states"
+        figures.append((f"{name} states", res.states))
+        if res.verdict is Verdict.HOLDS:
+            verdict = f"keeps every nested invariant ({scope})"
+        else:
+            broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
+            verdict = f"breaks {broken} ({scope})"
+            if not _has(m, msrs):
+                needed_by.append(name)
+        if _has(m, msrs):
+            with_them_hold &= res.verdict is Verdict.HOLDS
+        found.append(f"merge list {name} {verdict}: {_l2_outcomes(inputs, m, msrs)}")
+    needed = bool(needed_by) and with_them_hold
+    summary = "; ".join(found) + (
+        f"; so merging {names(msrs)} is needed for correctness (without them:"
+        f" {', '.join(needed_by)})" if needed else
+        f"; so merging {names(msrs)} is not needed for correctness")
+    return _evidence(need, needed == (need.expect == "needed"), summary, (), figures)
+
+
+def nested_speed(need: Need, inputs: Inputs) -> Evidence:
+    """L2's exits to L0 under merge list ``without`` and under ``with``, for the review's
+    workload run by L2 under a KVM L1; expect needed (the second saves at least one exit a
+    second) | not-needed."""
+    w = inputs.workload
+    lists = [merge_list(need.get(key)) for key in ("without", "with")]
+    a, b = (estimate_nested(w, kvm_nested(w, m), inputs.exit_costs) for m in lists)
+    added = sorted({msr for msr, _ in lists[1].merged - lists[0].merged})
+    saved = a.l0_exits_per_s - b.l0_exits_per_s
+    rows = {r.msr: r for r in a.rows}
+    why = ", ".join(sorted({unit for msr in added for unit, _ in rows[msr].exits_by_event}))
+    summary = (f"{w.name} at {num(w.guest_context_switches.per_second)} context switches/s, run"
+               f" by L2 under L1 {a.l1}: {a.merge} {num(a.l0_exits_per_s)} exits to L0/s"
+               f" ({a.cpu_percent:.2g}% of a CPU), {b.merge} {num(b.l0_exits_per_s)}/s: merging"
+               f" {names(added)} saves {num(saved)} exits/s" + (f" (its writes: {why})" if why else ""))
+    detail = [f"{r.name}: {num(r.writes_per_s)} writes/s, {a.merge} {r.outcome.value},"
+              f" {num(r.l0_exits_per_s)} exits/s" for r in a.rows if r.msr in added]
+    figures = ((f"{a.merge} exits/s", a.l0_exits_per_s), (f"{b.merge} exits/s", b.l0_exits_per_s),
+               ("saved exits/s", saved))
+    return _evidence(need, (saved >= 1) == (need.expect == "needed"), summary, detail, figures)
+
+
+_ASPECT_PARAMS = {"state": frozenset({"merges", "msrs"}), "speed": frozenset({"without", "with"})}
+
+
+def _nested_params(need: Need) -> str | None:
+    """What a nested need lacks or has too many of, for its aspect."""
+    want = _ASPECT_PARAMS[need.get("aspect")] | {"aspect"}
+    got = need.param_names
+    return None if got == want else f"aspect {need.get('aspect')} takes {sorted(want)}"
+
+
+def nested(need: Need, inputs: Inputs) -> Evidence:
+    """The nested VMX model: ``aspect`` state (the checker on the nested designs) or speed
+    (the nested cost model)."""
+    return nested_state(need, inputs) if need.get("aspect") == "state" else nested_speed(need, inputs)
+
+
 # -- the real kernel, and cited facts ---------------------------------------------------------------
 
 def conformance(need: Need, inputs: Inputs) -> Evidence:
@@ -512,11 +609,14 @@ class Spec:
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
     expects: frozenset[str] = frozenset()
+    consistent: Callable[[Need], str | None] | None = None  # what else is wrong, if anything
 
 
-def _spec(produce: Producer, required: str, optional: str = "", expects: str = "") -> Spec:
+def _spec(produce: Producer, required: str, optional: str = "", expects: str = "",
+          consistent: Callable[[Need], str | None] | None = None) -> Spec:
     return Spec(produce=produce, required=frozenset(required.split()),
-                optional=frozenset(optional.split()), expects=frozenset(expects.split()))
+                optional=frozenset(optional.split()), expects=frozenset(expects.split()),
+                consistent=consistent)
 
 
 _OUTCOMES = "passthrough emulated gp exit rejected"
@@ -534,14 +634,14 @@ SPECS: dict[EvidenceKind, Spec] = {
     K.EXITS_DELTA: _spec(exits_delta, "from to", "guest", "rare no-more"),
     K.CONFORMANCE: _spec(conformance, "", "part", "agrees"),
     K.SOURCE: _spec(source, "says cite", expects="supports contradicts"),
+    K.NESTED: _spec(nested, "aspect", "merges msrs without with", "needed not-needed",
+                    _nested_params),
 }
 PRODUCERS: dict[EvidenceKind, Producer] = {k: s.produce for k, s in SPECS.items()}
 
 # Kinds no producer computes yet: who will provide them.  Their needs carry ``decides``
 # (what the evidence would show); until then the scope they bear on stays undecided.
-AWAITED: dict[EvidenceKind, str] = {
-    K.NESTED: "issue 10: the nested VMX model",
-}
+AWAITED: dict[EvidenceKind, str] = {}
 
 
 def pending(need: Need) -> Evidence:
@@ -563,10 +663,11 @@ _NAME_LISTS: dict[str, tuple[str, Callable[[str], object]]] = {
     "msrs": ("MSR names", resolve_index), "only": ("MSR names", resolve_index),
     "unchanged": ("MSR names", resolve_index), "hosts": ("host names", host),
     "policies": ("policy names", policy), "drop": ("CPUID features", feature),
+    "merges": ("merge list names", merge_list),
 }
 _NAMES: dict[str, Callable[[str], object]] = {
     "msr": resolve_index, "host": host, "policy": policy, "from": policy, "to": policy,
-    "design": design, "variant": host_config,
+    "design": design, "variant": host_config, "without": merge_list, "with": merge_list,
 }
 
 
@@ -590,11 +691,11 @@ def _check_value(name: str, value: Any) -> None:
         known = {inv.name for inv in INVARIANTS}
         if not _is_strs(value) or not set(value) <= known:
             raise ValueError(f"breaks must list invariants among {sorted(known)}, not {value!r}")
-    elif name in ("event", "at", "guest", "access", "initiator", "part"):
+    elif name in ("event", "at", "guest", "access", "initiator", "part", "aspect"):
         choices: dict[str, tuple[str, ...]] = {
             "event": tuple(_POINTS), "at": tuple(_STATE_POINTS), "guest": ("shstk", "fred"),
             "access": ("R", "W"), "initiator": ("guest", "host"),
-            "part": ("full", "filter", "all")}
+            "part": ("full", "filter", "all"), "aspect": ("state", "speed")}
         allowed = choices[name]
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
@@ -628,16 +729,26 @@ def validate(claim: Claim) -> None:
                 _check_value(name, value)
             if need.kind is K.HOST_CHECK:
                 design(host_design(need))  # a design on the default host, and the variant
+            problem = spec.consistent(need) if spec.consistent is not None else None
+            if problem is not None:
+                raise ValueError(problem)
         except (ValueError, MsrvirtError) as err:
             raise FileFormatError(ORIGIN, f"{where}: {err}") from None
 
 
 def designs_needed(claims: Sequence[Claim]) -> tuple[str, ...]:
     """The designs the claims' check and host-check needs name (``DESIGN@VARIANT`` for the
-    latter), in table order: what the checker must run."""
-    return tuple(dict.fromkeys(n.get("design") if n.kind is K.CHECK else host_design(n)
-                               for c in claims for n in c.needs
-                               if n.kind in (K.CHECK, K.HOST_CHECK)))
+    latter), and those of their nested state needs, in table order (what the checker must
+    run)."""
+    out: list[str] = []
+    for need in (n for c in claims for n in c.needs):
+        if need.kind is K.CHECK:
+            out.append(need.get("design"))
+        elif need.kind is K.HOST_CHECK:
+            out.append(host_design(need))
+        elif need.kind is K.NESTED and need.get("aspect") == "state":
+            out += [nested_design(m) for m in need.get("merges")]
+    return tuple(dict.fromkeys(out))
 
 
 def produce(need: Need, inputs: Inputs) -> Evidence:
