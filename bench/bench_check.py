@@ -14,7 +14,7 @@ medians of N runs (default 3) of:
 3. `msrvirt check --all-designs` and `msrvirt review` (conformance included when
    /dev/kvm is usable) wall times, as a user runs them (the default --jobs: CPU count).
 
-Targets (issue 9): >= 150,000 states/s and <= 200 bytes per state on v9 at the default
+Targets: >= 150,000 states/s and <= 200 bytes per state on v9 at the default
 bounds; all-designs < 30 s and review < 8 s on this 2-core machine.  Judge them only
 from a quiet machine: the load average is printed for that reason.
 """

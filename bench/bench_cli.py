@@ -4,7 +4,7 @@ bare `python -c "import rich"` in the same venv, measured in one run.
 Run: .venv/bin/python bench/bench_cli.py [--runs N]
 The two commands are run alternately, N times each (default 15, after one warm-up run of
 each so that the page cache and bytecode are warm); each figure is the median of its N
-wall-clock times.  Prints both medians and their ratio; the target (issue 9) is a ratio
+wall-clock times.  Prints both medians and their ratio; the target is a ratio
 of at most 3.5.  Also times `msrvirt --help` and `msrvirt explain --json` for reference.
 """
 

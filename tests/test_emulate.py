@@ -453,7 +453,7 @@ def test_the_xen_hypercall_msr_is_taken_before_anything_else() -> None:
 
 
 def test_pvm_answers_the_pv_msrs_of_a_missing_feature_with_unsupported() -> None:
-    # Observed on this workplace's kernel; v6.19.9 does the same (docs/kernel-sources.md).
+    # Observed on the PVM kernel (6.18.44); v6.19.9 does the same (docs/kernel-sources.md).
     s = sc("pvm", drop={F.KVM_CLOCK2}, runtime=Runtime(enforce_pv_cpuid=True))
     assert acc(s, "KVM_SYSTEM_TIME_NEW", R).kvm_ret is UNSUP
 

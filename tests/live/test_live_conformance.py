@@ -29,7 +29,7 @@ def test_the_builtin_corpus_agrees_with_the_model_on_this_host(kvm: Kvm) -> None
     disagree = [r.to_obj() for r in all_rows if not r.agree]
     assert disagree == []
     assert len(scenarios) >= 12 and len(all_rows) >= 36_000
-    # Every operation is predicted at full scope: no abstaining past the filter (issue 8).
+    # Every operation is predicted at full scope: no abstaining past the filter.
     filter_only = [r.to_obj() for r in all_rows if r.predicted.scope is not Scope.FULL]
     assert filter_only == []
 

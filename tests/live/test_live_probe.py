@@ -2,7 +2,7 @@
 
 kvm-msr-facts.md sections 4 and 5 (filter, userspace exits and their reasons,
 #GP), kvm-svm-common-pvm-facts.md 2c-2d (unknown MSRs, x2APIC without x2APIC
-mode), shared/reference/README.md (what was observed on this workplace's KVM).
+mode), shared/reference/README.md (what was observed on KVM on the PVM machines).
 Guest CPUID is the host's supported CPUID with FRED cleared, so the FRED rows
 hold on hosts with and without FRED.
 """

@@ -30,7 +30,7 @@ V6_19 = Tree(name="Linux v6.19", repo="matankalina/linux-6.19.10-fork",
 # KVM PV MSRs whose feature is off in an enforced PV CPUID (KVM_MSR_RET_UNSUPPORTED, not 1).
 V6_19_9 = Tree(name="Linux v6.19.9", repo="AlfredoFerreira04/scheduler-linux-6.19.9-env",
                ref="0d965aeb50b4562a5039c9ad24e11d4212b52645")
-# PVM, the software KVM backend of this workplace's machines: a later public fork of the RFC.
+# PVM, the software KVM backend of the machines msrvirt was checked on: a later public fork of the RFC.
 PVM_FORK = Tree(name="PVM (post-RFC fork)", repo="loopholelabs/linux-pvm",
                 ref="004596881ef833d52c15bc3398d9e70101db68ba")
 # The unmerged FRED series v9 (posted patches; kvm-msr-facts.md sections 3 and 6).

@@ -465,7 +465,7 @@ def _pv(index: int, name: str, feat: Feature, write: WriteRule = ANY_VALUE,
 
 
 def _pvm(index: int, name: str, emul: Emul, reset: int | None) -> Msr:
-    """A PVM virtual MSR of this workplace's kernel (observed: the PVM sources read put them
+    """A PVM virtual MSR of the PVM kernel msrvirt was checked on (observed: the PVM sources read put them
     elsewhere; docs/reference-notes.md)."""
     return Msr(
         index=index, name=name, family=Family.PVM, handled_by=PVM_ONLY, emul=emul,

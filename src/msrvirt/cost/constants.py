@@ -117,7 +117,7 @@ DEFAULT_COSTS = ExitCosts(
 
 
 # A nested exit reflected to L1 costs the L2 exit to L0 (an in-kernel exit) plus this round
-# trip through L1 (docs/cost.md, "Nested").  Not measured: this workplace has no VMX.
+# trip through L1 (docs/cost.md, "Nested").  Not measured: the machines msrvirt was built on have no VMX.
 L1_ROUND_TRIP = Figure(
     value=10 * IN_KERNEL_EXIT_CYCLES, unit="cycles", measured=False,
     source="assumption: L0's nested VM exit (sync_vmcs02_to_vmcs12, prepare_vmcs12,"

@@ -122,8 +122,8 @@ class EvidenceKind(StrEnum):
     EXITS_DELTA = "exits-delta"  # the exits one policy saves over another (cost model)
     CONFORMANCE = "conformance"  # the real kernel of this machine against the model
     SOURCE = "source"  # a fact of the kernel source or the patch, cited
-    HOST_CHECK = "host-check"  # the checker with the host configuration as input (issue 12.3)
-    NESTED = "nested"  # the nested VMX model (issue 10)
+    HOST_CHECK = "host-check"  # the checker with the host configuration as input
+    NESTED = "nested"  # the nested VMX model
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
