@@ -613,6 +613,7 @@ def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
     return out
 
 
+@lru_cache(maxsize=64)
 def declare(d: Design, b: Bounds) -> Model:
     """Every event of design ``d`` at bounds ``b``, in the order the explorers enumerate them.
 

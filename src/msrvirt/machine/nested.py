@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import IntEnum
+from functools import cache
 
 from msrvirt.arch import msrs
 from msrvirt.arch.hosts import host
@@ -268,16 +269,19 @@ def _l1_page(d: Design, f: FilterChoice) -> VmxMsrBitmap:
     return l1.bitmap
 
 
+@cache
 def vmcs01_masks(d: Design) -> dict[tuple[int, ...], int]:
     """vmcs01's bits (L0's bitmap for L1) for each L0 filter."""
     return {(int(f),): slot_bits(_vmcs01_page(d, f).intercepted) for f in L0Filter}
 
 
+@cache
 def l1_masks(d: Design) -> dict[tuple[int, ...], int]:
     """L1's bits for L2 for each L1 filter."""
     return {(int(f),): slot_bits(_l1_page(d, f).intercepted) for f in FilterChoice}
 
 
+@cache
 def vmcs02_masks(d: Design) -> dict[tuple[int, ...], int]:
     """vmcs02's bits for each (vmcs01's bits, L1's filter), merged as the design merges."""
     assert d.nested is not None
