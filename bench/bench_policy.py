@@ -41,7 +41,7 @@ def random_filter(rnd: random.Random) -> MsrFilter:
 def random_scenario(rnd: random.Random) -> Scenario:
     h = rnd.choice(list(HOSTS.values()))
     pols = [p for p in POLICIES.values() if h.backend in p.backends]
-    guest = frozenset(f for f in h.features if rnd.random() < 0.8) | frozenset(
+    guest = frozenset(f for f in sorted(h.features) if rnd.random() < 0.8) | frozenset(
         rnd.sample(FEATURES, k=2))
     return Scenario(host=h, guest=guest, policy=rnd.choice(pols), filter=random_filter(rnd))
 

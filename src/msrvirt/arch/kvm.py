@@ -44,12 +44,12 @@ EXIT_REASON_VALID_MASK = int(ExitReason.INVAL | ExitReason.UNKNOWN | ExitReason.
 
 
 # x86.c kvm_msr_reason: UNSUPPORTED -> UNKNOWN, FILTERED -> FILTER, any other failure -> INVAL.
-_EXIT_REASON_OF = {KvmRet.UNSUPPORTED: ExitReason.UNKNOWN, KvmRet.FILTERED: ExitReason.FILTER}
+EXIT_REASON_OF = {KvmRet.UNSUPPORTED: ExitReason.UNKNOWN, KvmRet.FILTERED: ExitReason.FILTER}
 
 
 def exit_reason_for(ret: KvmRet) -> ExitReason:
     """Map an emulation failure to the userspace exit reason (x86.c kvm_msr_reason)."""
-    return _EXIT_REASON_OF.get(ret, ExitReason.INVAL)
+    return EXIT_REASON_OF.get(ret, ExitReason.INVAL)
 
 
 class Backend(StrEnum):

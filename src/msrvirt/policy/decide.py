@@ -14,7 +14,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from msrvirt.arch.kvm import U64, Access, ExitReason, KvmRet, exit_reason_for
+from msrvirt.arch.kvm import (
+    EXIT_REASON_OF,
+    KVM_MSR_FILTER_DEFAULT_DENY,
+    U64,
+    Access,
+    ExitReason,
+    KvmRet,
+)
 from msrvirt.arch.msrs import BY_INDEX, X2APIC_RANGE, Listed, Msr, lookup
 from msrvirt.errors import UsageError
 from msrvirt.policy.emulate import _VIEWS as _VIEWS  # the per-backend row views (a cache)
@@ -130,6 +137,8 @@ _EMULATED = Outcome.EMULATED
 _GP = Outcome.GP
 _EXIT = Outcome.EXIT
 _REJECTED = Outcome.REJECTED
+_INVAL = ExitReason.INVAL
+_DEFAULT_DENY = KVM_MSR_FILTER_DEFAULT_DENY
 # tuple.__new__ builds a NamedTuple without its Python-level __new__ (every field given).
 _new = tuple.__new__
 
@@ -200,16 +209,18 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
     """decide() for a request already checked, with its MSR's row (None: no row)."""
     if req.initiator is _HOST:
         return _decide_host(scenario, req, row)
-    if not ints.intercepted(req.msr, req.access):
+    msr, access = req.msr, req.access
+    if (msr, access) in ints.clear:  # not ints.intercepted(), inlined: the hot path
         return _decide_passthrough(scenario, req, ints, row)
     steps: list[Why] = [(_intercept_text, (scenario, ints, req))]
     flt = scenario.filter
-    if not flt.allows(req.msr, req.access):
+    # Without ranges the filter's flags alone decide (MsrFilter.allows): skip the call.
+    if not (flt.allows(msr, access) if flt.ranges else not flt.flags & _DEFAULT_DENY):
         steps.append((_filter_text, (flt, req, False)))
         return _fail(scenario, _FILTERED, steps, missing="", cause=steps[-1])
     if flt.ranges:
         steps.append((_filter_text, (flt, req, True)))
-    emu = emulate(scenario, req.msr, req.access, req.value, False, row, req.current)
+    emu = emulate(scenario, msr, access, req.value, False, row, req.current)
     steps.append(emu.why)
     cause = (_cause_text, (scenario, ints, req, emu.why))
     if emu.ret is _OK:
@@ -245,7 +256,7 @@ def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts,
 
 def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, missing: str,
           cause: Why) -> Decision:
-    reason = exit_reason_for(ret)
+    reason = EXIT_REASON_OF.get(ret, _INVAL)  # exit_reason_for(), inlined
     if int(reason) & int(scenario.exits):
         steps.append(("exit reason {0.name} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
                       " exits to userspace", (reason,)))
