@@ -15,13 +15,14 @@ from dataclasses import replace
 import pytest
 
 from msrvirt.arch.kvm import Access, ExitReason
+from msrvirt.arch.nested import merge_list
 from msrvirt.cli import main
 from msrvirt.cost.constants import DEFAULT_COSTS, L1_ROUND_TRIP
 from msrvirt.cost.nested import estimate_nested, exit_cycles, kvm_nested
 from msrvirt.cost.workload import workload
 from msrvirt.machine.nested import L0Filter, l0_scenario
 from msrvirt.policy.decide import MsrAccess
-from msrvirt.policy.nested import INTERCEPT_ALL_L1, L2Outcome, Nested, decide_l2, merge_list
+from msrvirt.policy.nested import INTERCEPT_ALL_L1, L2Outcome, Nested, decide_l2
 from msrvirt.policy.policies import policy
 
 W = workload("linux-fred")

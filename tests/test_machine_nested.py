@@ -16,6 +16,7 @@ from enum import IntEnum
 import pytest
 
 from msrvirt.arch.kvm import Access
+from msrvirt.arch.nested import merge_list
 from msrvirt.machine.designs import DESIGNS, design
 from msrvirt.machine.model import (
     CACHE,
@@ -56,7 +57,7 @@ from msrvirt.machine.nested import (
     nested_bounds,
 )
 from msrvirt.policy.decide import MsrAccess
-from msrvirt.policy.nested import L2Outcome, Nested, decide_l2, kvm_l1, merge_list
+from msrvirt.policy.nested import L2Outcome, Nested, decide_l2, kvm_l1
 from msrvirt.policy.policies import policy
 from msrvirt.report.check import event_label
 

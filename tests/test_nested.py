@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access, ExitReason, KvmRet
+from msrvirt.arch.nested import MERGE_LISTS, merge_list
 from msrvirt.arch.vmcs12 import CONTROL_BITS, FRED_CONTROLS, Control, control, encode, names
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.policy.bitmap import VmxMsrBitmap
@@ -33,7 +34,6 @@ from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.nested import (
     INTERCEPT_ALL_L1,
     L1,
-    MERGE_LISTS,
     NO_BITMAPS_L1,
     L1Kind,
     L2Decision,
@@ -45,7 +45,6 @@ from msrvirt.policy.nested import (
     l1_from_obj,
     l1_host,
     merge_bitmaps,
-    merge_list,
     parse_controls,
     vmcs02_bitmap,
 )

@@ -49,6 +49,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check the metavar), and a
+        # formatter without a width imports shutil for the terminal's: a few ms on every
+        # start (bench/bench_cli.py).  The width is computed as shutil would, only here.
+        # typeshed's formatter protocol names only prog; every HelpFormatter takes width.
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+
+
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size gives it: $COLUMNS, stdout's, or 80."""
+    import os
+
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout (None), closed, or not a terminal
+        return 80
+
 
 class FilePath(str):
     """A file name given on the command line: never empty (argparse says so, exit 2)."""

@@ -10,6 +10,7 @@ from typing import Any
 from msrvirt.api import bitmap as scenario_bitmap
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
+from msrvirt.arch.nested import merge_list
 from msrvirt.cli import OutputPath, nested
 from msrvirt.cli.options import (
     add_diff_option,
@@ -20,7 +21,6 @@ from msrvirt.cli.options import (
 )
 from msrvirt.errors import UsageError
 from msrvirt.output import write_output
-from msrvirt.policy.nested import merge_list
 from msrvirt.report.jsonout import diff_json
 from msrvirt.report.nested import nested_line
 from msrvirt.report.tables import console, diff_table, scenario_line

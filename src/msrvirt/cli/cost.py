@@ -14,6 +14,7 @@ import argparse
 import math
 from typing import Any
 
+from msrvirt.arch.nested import MERGE_LISTS, merge_list
 from msrvirt.cli import InputPath, OutputPath
 from msrvirt.cli.nested import load_l1
 from msrvirt.cli.options import print_json
@@ -25,7 +26,7 @@ from msrvirt.dataio import display_path, load
 from msrvirt.errors import UsageError
 from msrvirt.machine.nested import l0_scenario
 from msrvirt.output import write_output
-from msrvirt.policy.nested import MERGE_LISTS, Nested, merge_list
+from msrvirt.policy.nested import Nested
 from msrvirt.policy.policies import policy
 from msrvirt.report.cost import (
     cost_json,

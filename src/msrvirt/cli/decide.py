@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msrvirt.api import access
 from msrvirt.arch.kvm import Access
@@ -12,8 +12,10 @@ from msrvirt.cli import nested
 from msrvirt.cli.options import add_scenario_options, print_json, scenario_from_args
 from msrvirt.errors import UsageError
 from msrvirt.policy.decide import Decision, Initiator, decide
-from msrvirt.policy.nested import L2Decision, decide_l2
 from msrvirt.report.jsonout import decision_json
+
+if TYPE_CHECKING:
+    from msrvirt.policy.nested import L2Decision
 
 
 def register(sub: Any) -> None:
@@ -50,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
     req = access(args.msr, write=None if args.read else parse_value(args.write),
                  host_initiated=args.host_initiated)
     index = req.msr
-    d: Decision | L2Decision = decide(s, req) if n is None else decide_l2(n, req)
+    d: Decision | L2Decision
+    if n is None:
+        d = decide(s, req)
+    else:
+        from msrvirt.policy.nested import decide_l2  # see cli/nested.py
+
+        d = decide_l2(n, req)
     if args.json:
         if isinstance(d, Decision):
             decision = decision_json(d)

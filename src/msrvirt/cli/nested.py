@@ -9,33 +9,25 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msrvirt.arch.msrs import display_name
+from msrvirt.arch.nested import MERGE_LISTS, merge_list
 from msrvirt.arch.vmcs12 import CONTROL_BITS
 from msrvirt.cli import InputPath
 from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.dataio import STDIN, display_path, load
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.policy.bitmap import VmxMsrBitmap
-from msrvirt.policy.nested import (
-    INTERCEPT_ALL_L1,
-    L1,
-    MERGE_LISTS,
-    NO_BITMAPS_L1,
-    Nested,
-    check_host,
-    explain_l2,
-    kvm_l1,
-    l1_from_obj,
-    l1_host,
-    merge_list,
-    parse_controls,
-    vmcs02_bitmap,
-)
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import Scenario
 from msrvirt.report.jsonout import scenario_json
+
+if TYPE_CHECKING:
+    from msrvirt.policy.nested import L1, Nested
+
+# policy.nested is imported where a verb runs with --nested, not at the top: the verbs
+# register these options on every start, and most runs are not nested (bench/bench_cli.py).
 
 DEFAULT_MERGE = "v9"
 _PROFILES = ("kvm", "intercept-all", "no-bitmaps")
@@ -59,6 +51,8 @@ def add_nested_options(parser: argparse.ArgumentParser) -> None:
 
 def load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
     """L1 from ``--nested``'s profile or file, over L0's scenario ``s`` (UsageError if bad)."""
+    from msrvirt.policy.nested import INTERCEPT_ALL_L1, NO_BITMAPS_L1, kvm_l1, l1_from_obj, l1_host
+
     kind, _, pol = spec.partition(":")
     if kind == "kvm":
         features = parse_guest(l2_guest or "host", l1_host(s).features)
@@ -82,6 +76,8 @@ def nested_from_args(args: argparse.Namespace, s: Scenario) -> Nested | None:
             if getattr(args, option) is not None:
                 raise UsageError(f"--{option.replace('_', '-')} needs --nested")
         return None
+    from msrvirt.policy.nested import Nested, check_host, parse_controls
+
     check_host(s.host)
     merge = merge_list(args.merge or DEFAULT_MERGE)
     l1 = load_l1(args.nested, s, args.l2_guest)
@@ -94,6 +90,7 @@ def run_explain(args: argparse.Namespace, n: Nested, msrs: list[int]) -> int:
     """`explain --nested`: L2's read and write of each MSR."""
     # Here, not at the top: report.nested renders with rich, which a verb without --nested
     # need not import (bench/bench_cli.py).
+    from msrvirt.policy.nested import explain_l2
     from msrvirt.report.nested import explain_l2_table, l2_decision_json
     from msrvirt.report.tables import console
 
@@ -120,6 +117,8 @@ def json_head(s: Scenario, n: Nested | None) -> dict[str, Any]:
 
 def vmcs02_page(n: Nested) -> VmxMsrBitmap:
     """vmcs02's page; UsageError when vmcs12 does not use MSR bitmaps (vmcs02 has none)."""
+    from msrvirt.policy.nested import vmcs02_bitmap
+
     page = vmcs02_bitmap(n)
     if page is None:
         raise UsageError("vmcs12 does not use MSR bitmaps, so vmcs02 has no MSR bitmap: every"

@@ -23,13 +23,14 @@ from functools import cache
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
+from msrvirt.arch.nested import MergeList
 from msrvirt.cost.constants import DEFAULT_COSTS, L1_ROUND_TRIP, ExitCosts, Figure
 from msrvirt.cost.units import FRED_MSRS, Unit, guest_writes
 from msrvirt.cost.workload import Workload
 from msrvirt.machine.model import GuestCpu
 from msrvirt.machine.nested import l0_scenario
 from msrvirt.policy.decide import MsrAccess
-from msrvirt.policy.nested import L2Decision, L2Outcome, MergeList, Nested, decide_l2, kvm_l1
+from msrvirt.policy.nested import L2Decision, L2Outcome, Nested, decide_l2, kvm_l1
 from msrvirt.policy.policies import policy
 
 DEFAULT_L0_POLICY = "fred-v9"

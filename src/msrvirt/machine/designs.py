@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 
+from msrvirt.arch.nested import MergeList, merge_list
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.machine.hostconf import HOST_CONFIGS, LINUX, HostConfig, ShadowStacks, Vector, host_config
-from msrvirt.policy.nested import MergeList, merge_list
 from msrvirt.policy.policies import Policy, policy
 
 

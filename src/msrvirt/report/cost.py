@@ -11,11 +11,11 @@ from typing import Any
 
 from rich.table import Table
 
+from msrvirt.arch.nested import MERGE_LISTS
 from msrvirt.cost.constants import ExitCosts, Figure
 from msrvirt.cost.model import PolicyCost
 from msrvirt.cost.nested import NestedCost
 from msrvirt.cost.workload import Workload
-from msrvirt.policy.nested import MERGE_LISTS
 
 
 def number(x: float) -> str:

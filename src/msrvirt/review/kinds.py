@@ -20,6 +20,7 @@ from msrvirt.arch.cpuid import feature
 from msrvirt.arch.hosts import host
 from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
+from msrvirt.arch.nested import MergeList, merge_list
 from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS
 from msrvirt.check.explore import DesignCheck
 from msrvirt.check.invariants import INVARIANTS
@@ -48,7 +49,7 @@ from msrvirt.machine.model import (
 )
 from msrvirt.policy.decide import Initiator, MsrAccess, decide, explain_msr
 from msrvirt.policy.intercepts import compute_intercepts
-from msrvirt.policy.nested import L2Outcome, MergeList, decide_l2, merge_list
+from msrvirt.policy.nested import L2Outcome, decide_l2
 from msrvirt.policy.policies import policy
 from msrvirt.policy.scenario import Scenario
 from msrvirt.report.check import counterexample_text
