@@ -209,6 +209,12 @@ def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
     """decide() for a request already checked, with its MSR's row (None: no row)."""
     if req.initiator is _HOST:
         return _decide_host(scenario, req, row)
+    return _decide_guest(scenario, req, ints, row)
+
+
+def _decide_guest(scenario: Scenario, req: MsrAccess, ints: Intercepts,
+                  row: Msr | None) -> Decision:
+    """_decide() for a guest RDMSR/WRMSR (explain_msr calls it directly)."""
     msr, access = req.msr, req.access
     if (msr, access) in ints.clear:  # not ints.intercepted(), inlined: the hot path
         return _decide_passthrough(scenario, req, ints, row)
@@ -347,16 +353,16 @@ def explain_msr(scenario: Scenario, index: int,
                 intercepts: Intercepts | None = None) -> tuple[Decision, Decision]:
     """(read, write) decisions for a guest access to ``index``; the write uses a valid value
     (the MSR's reset value, or 0)."""
+    if not 0 <= index <= 0xFFFF_FFFF:
+        raise UsageError(f"an MSR index must be a u32, not {index:#x}")
     ints = intercepts if intercepts is not None else compute_intercepts(scenario)
     row = BY_INDEX.get(index)
     value = 0
     if row is not None:
         reset = row.reset if not (row.overrides or row.quirks) else \
-            view(row, scenario.host.backend).reset
+            view(row, scenario.backend).reset
         value = reset if reset is not None else 0
-    if not 0 <= index <= 0xFFFF_FFFF:
-        raise UsageError(f"an MSR index must be a u32, not {index:#x}")
     return (
-        _decide(scenario, _new(MsrAccess, (index, _R, 0, _GUEST, None)), ints, row),
-        _decide(scenario, _new(MsrAccess, (index, _W, value, _GUEST, None)), ints, row),
+        _decide_guest(scenario, _new(MsrAccess, (index, _R, 0, _GUEST, None)), ints, row),
+        _decide_guest(scenario, _new(MsrAccess, (index, _W, value, _GUEST, None)), ints, row),
     )
