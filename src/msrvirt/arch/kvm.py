@@ -47,11 +47,6 @@ EXIT_REASON_VALID_MASK = int(ExitReason.INVAL | ExitReason.UNKNOWN | ExitReason.
 EXIT_REASON_OF = {KvmRet.UNSUPPORTED: ExitReason.UNKNOWN, KvmRet.FILTERED: ExitReason.FILTER}
 
 
-def exit_reason_for(ret: KvmRet) -> ExitReason:
-    """Map an emulation failure to the userspace exit reason (x86.c kvm_msr_reason)."""
-    return EXIT_REASON_OF.get(ret, ExitReason.INVAL)
-
-
 class Backend(StrEnum):
     """How the host runs guests: which KVM vendor module."""
 

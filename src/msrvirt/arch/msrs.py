@@ -406,7 +406,6 @@ X86_GET = cite("x86.c", "kvm_get_msr_common")
 X86_SET = cite("x86.c", "kvm_set_msr_common")
 X86_BOTH = cite("x86.c", "kvm_get_msr_common", "kvm_set_msr_common")
 X86_PRE = cite("x86.c", "__kvm_set_msr", "__kvm_get_msr")
-X86_LISTS = cite("x86.c", "msrs_to_save_base", "emulated_msrs_all", "kvm_probe_msr_to_save")
 X86_FEATURES = cite("x86.c", "msr_based_features_all_except_vmx", "kvm_get_feature_msr")
 X86_RESET = cite("x86.c", "kvm_vcpu_reset", "kvm_arch_vcpu_create")
 VMX_MSR = cite("vmx/vmx.c", "vmx_get_msr", "vmx_set_msr")
@@ -488,7 +487,6 @@ def _ignored(index: int, name: str, reset: int = 0, family: Family = Family.LEGA
                kernel=(X86_BOTH,), source=f"{_COMMON} 2a (read a constant, writes dropped)")
 
 
-_NO_LAPIC = "ASYNC_PF_EN / ASYNC_PF_INT / PV_EOI need guest memory KVM can map"
 _LBR_SRC = f"{_COMMON} 2a (read 0, write UNSUPPORTED); SVM reads them from the VMCB"
 _LBR_SVM = Override(backend=Backend.SVM, emul=Emul.READ_ZERO, kernel=(SVM_MSR,))
 _HOST_VALUE = "the host's value (KVM reports it through KVM_GET_MSR_FEATURE_INDEX_LIST)"
@@ -1249,6 +1247,3 @@ def span(first: str, last: str) -> range:
 
 # Named ranges, for the code that works on ranges rather than rows.
 X2APIC_RANGE = range(index_of("X2APIC_RESERVED_0x800"), index_of("X2APIC_RESERVED_0x8ff") + 1)
-KVM_PV_RANGE = range(index_of("KVM_WALL_CLOCK_NEW"), index_of("KVM_INTERNAL_GUEST_SSP") + 1)
-HYPERV_RANGE = range(index_of("HV_X64_MSR_GUEST_OS_ID"), index_of("HV_X64_MSR_GUEST_OS_ID")
-                     + 0x200)

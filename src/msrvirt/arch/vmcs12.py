@@ -91,7 +91,6 @@ CONTROL_BITS: tuple[ControlBit, ...] = (
          SECONDARY_VM_EXIT_CONTROLS, SECONDARY_EXIT_LOAD_HOST_FRED, _SECONDARY_EXIT, _FRED),
 )
 
-BY_CONTROL: dict[Control, ControlBit] = {c.control: c for c in CONTROL_BITS}
 _BY_NAME: dict[str, ControlBit] = {
     key: c for c in CONTROL_BITS for key in (c.name, c.kernel.lower().replace("_", "-"))
 }

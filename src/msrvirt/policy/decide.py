@@ -262,7 +262,7 @@ def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts,
 
 def _fail(scenario: Scenario, ret: KvmRet, steps: list[Why], *, missing: str,
           cause: Why) -> Decision:
-    reason = EXIT_REASON_OF.get(ret, _INVAL)  # exit_reason_for(), inlined
+    reason = EXIT_REASON_OF.get(ret, _INVAL)  # x86.c kvm_msr_reason
     if int(reason) & int(scenario.exits):
         steps.append(("exit reason {0.name} is enabled (KVM_CAP_X86_USER_SPACE_MSR): the vCPU"
                       " exits to userspace", (reason,)))
