@@ -1246,4 +1246,4 @@ def span(first: str, last: str) -> range:
 
 
 # Named ranges, for the code that works on ranges rather than rows.
-X2APIC_RANGE = range(index_of("X2APIC_RESERVED_0x800"), index_of("X2APIC_RESERVED_0x8ff") + 1)
+X2APIC_RANGE = span("X2APIC_RESERVED_0x800", "X2APIC_RESERVED_0x8ff")

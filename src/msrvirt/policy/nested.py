@@ -33,7 +33,7 @@ from functools import lru_cache
 from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import HostProfile
 from msrvirt.arch.kvm import Access, Backend, ExitReason, KvmRet
-from msrvirt.arch.msrs import display_name, lookup, resolve_index
+from msrvirt.arch.msrs import X2APIC_RANGE, display_name, lookup, resolve_index
 from msrvirt.arch.nested import MergeList
 from msrvirt.arch.vmcs import EXIT_REASON_MSR_READ, EXIT_REASON_MSR_WRITE
 from msrvirt.arch.vmcs12 import FRED_CONTROLS, NO_CONTROLS, Control, control
@@ -49,7 +49,7 @@ from msrvirt.policy.decide import (
     reset_value,
     value_problem,
 )
-from msrvirt.policy.filter import NO_FILTER, X2APIC_FIRST, X2APIC_LAST, MsrFilter
+from msrvirt.policy.filter import NO_FILTER, MsrFilter
 from msrvirt.policy.intercepts import Intercepts, check_backend, compute_intercepts
 from msrvirt.policy.policies import Policy
 from msrvirt.policy.scenario import Scenario
@@ -280,7 +280,7 @@ def vmcs02_bit(vmcs01: MsrBitmap, l1_page: MsrBitmap, controls: Control, merge: 
         return Vmcs02Bit(intercept=True, basis=Basis.OUTSIDE, vmcs01=None, l1=None, rule=(
             f"{display_name(msr)} is outside the bitmap's ranges: every access exits"
             " (Intel SDM Vol. 3C, MSR-bitmap address)"))
-    if X2APIC_FIRST <= msr <= X2APIC_LAST:
+    if msr in X2APIC_RANGE:
         return _x2apic_bit(l1_page, controls, msr, access)
     if (msr, access) in merge.merged:
         in_01 = vmcs01.intercepted(msr, access)
@@ -298,7 +298,7 @@ def vmcs02_bit(vmcs01: MsrBitmap, l1_page: MsrBitmap, controls: Control, merge: 
 def merge_bitmaps(vmcs01: MsrBitmap, l1_page: MsrBitmap, controls: Control,
                   merge: MergeList) -> VmxMsrBitmap:
     """vmcs02's page as nested_vmx_prepare_msr_bitmap leaves it (vmcs12 uses MSR bitmaps)."""
-    pairs = [(msr, d) for msr in range(X2APIC_FIRST, X2APIC_LAST + 1) for d in (R, W)]
+    pairs = [(msr, d) for msr in X2APIC_RANGE for d in (R, W)]
     pairs += sorted(merge.merged)
     return VmxMsrBitmap.from_changes(
         (msr, d, vmcs02_bit(vmcs01, l1_page, controls, merge, msr, d).intercept)
