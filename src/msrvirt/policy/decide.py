@@ -24,7 +24,6 @@ from msrvirt.arch.kvm import (
 )
 from msrvirt.arch.msrs import BY_INDEX, X2APIC_RANGE, Listed, Msr, lookup
 from msrvirt.errors import UsageError
-from msrvirt.policy.emulate import _VIEWS as _VIEWS  # the per-backend row views (a cache)
 from msrvirt.policy.emulate import (
     Why,
     cond_holds,
@@ -185,11 +184,10 @@ def feature_listed(scenario: Scenario, index: int) -> bool:
 
 _RULE_PASSES = "rule {0.id} ran ({0.runs_when}) and passes through: {0.pass_when} [{0.source}]"
 _RULE_INTERCEPTS = "rule {0.id} ran ({0.runs_when}) and intercepts: {0.intercept_when} [{0.source}]"
+
+
 def _bit_clear_text(verb: str, index: int) -> str:
     return f"bitmap bit clear: the {verb} of {_msr_name(index)} runs on the CPU, no VM exit"
-
-
-_BIT_CLEAR = _bit_clear_text
 
 
 def _msr_name(index: int) -> str:
@@ -200,21 +198,17 @@ def _msr_name(index: int) -> str:
 def decide(scenario: Scenario, req: MsrAccess, intercepts: Intercepts | None = None) -> Decision:
     """The outcome of ``req`` under ``scenario``; ``intercepts`` may be passed to save work."""
     check_access(req)
-    return _decide(scenario, req, intercepts if intercepts is not None
-                   else compute_intercepts(scenario), lookup(req.msr))
-
-
-def _decide(scenario: Scenario, req: MsrAccess, ints: Intercepts,
-            row: Msr | None) -> Decision:
-    """decide() for a request already checked, with its MSR's row (None: no row)."""
+    # Computed for host-initiated accesses too: it refuses a policy the backend cannot run.
+    ints = intercepts if intercepts is not None else compute_intercepts(scenario)
     if req.initiator is _HOST:
-        return _decide_host(scenario, req, row)
-    return _decide_guest(scenario, req, ints, row)
+        return _decide_host(scenario, req, lookup(req.msr))
+    return _decide_guest(scenario, req, ints, lookup(req.msr))
 
 
 def _decide_guest(scenario: Scenario, req: MsrAccess, ints: Intercepts,
                   row: Msr | None) -> Decision:
-    """_decide() for a guest RDMSR/WRMSR (explain_msr calls it directly)."""
+    """decide() for a checked guest RDMSR/WRMSR with its MSR's row (None: no row); explain_msr
+    calls it directly."""
     msr, access = req.msr, req.access
     if (msr, access) in ints.clear:  # not ints.intercepted(), inlined: the hot path
         return _decide_passthrough(scenario, req, ints, row)
@@ -245,7 +239,7 @@ def _decide_passthrough(scenario: Scenario, req: MsrAccess, ints: Intercepts,
     verb = "WRMSR" if req.access is _W else "RDMSR"
     first: Why = (_RULE_PASSES, (rule[0],)) if rule is not None else (
         "KVM passes it through on demand: {0}", (ints.on_demand.get((req.msr, req.access)),))
-    steps: tuple[Why, ...] = (first, (_BIT_CLEAR, (verb, req.msr)))
+    steps: tuple[Why, ...] = (first, (_bit_clear_text, (verb, req.msr)))
     missing = ""
     if req.access is _W:
         problem, missing = hardware_problem(row, req.value, scenario)
