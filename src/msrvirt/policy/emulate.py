@@ -176,6 +176,7 @@ def _reserved_gpa(s: Scenario) -> int:
     return U64 & ~((1 << s.host.phys_addr_bits) - 1)
 
 
+_PERF_CAPABILITIES = index_of("IA32_PERF_CAPABILITIES")
 _PAT_TYPES = frozenset({0, 1, 4, 5, 6, 7})
 _MTRR_TYPES = frozenset({0, 1, 4, 5, 6})
 _CET_RESERVED = 0x3C0  # bits 9:6
@@ -200,9 +201,14 @@ def _cet_problem(value: int, caps: frozenset[Feature]) -> str | None:
     return None
 
 
+def _bad_type(value: int, types: frozenset[int]) -> int | None:
+    """The first of ``value``'s eight bytes that is not one of the memory ``types``."""
+    return next((i for i in range(8) if (value >> (8 * i)) & 0xFF not in types), None)
+
+
 def _pat_problem(value: int) -> str | None:
-    bad = [i for i in range(8) if (value >> (8 * i)) & 0xFF not in _PAT_TYPES]
-    return f"PAT entry {bad[0]} is not a valid memory type" if bad else None
+    bad = _bad_type(value, _PAT_TYPES)
+    return f"PAT entry {bad} is not a valid memory type" if bad is not None else None
 
 
 def value_problem(row: Msr, value: int, s: Scenario, *, hardware: bool) -> str | None:
@@ -404,12 +410,13 @@ def _host_feature_write(a: Access1) -> Emulation:
     do_set_msr, kvm_is_immutable_feature_msr)."""
     s = a.s
     if a.row.feature is not None and s.runtime.vcpu_has_run and a.row.emul is not Emul.HOST_STORED:
-        now = _current(a) if _current(a) is not None else s.host.feature_msr(a.msr)
+        now = _current(a)
+        if now is None:
+            now = s.host.feature_msr(a.msr)
         if now is None:
             return _ok("immutable after KVM_RUN", missing="the MSR's current value")
         if a.value != now:
-            return Emulation(_ERR, None, "", ("ERR (-EINVAL): feature MSRs are immutable"
-                                              " after KVM_RUN (do_set_msr)", ()))
+            return _err("ERR (-EINVAL): feature MSRs are immutable after KVM_RUN (do_set_msr)")
     found = _check(a)
     if found is not None:
         return found
@@ -697,7 +704,7 @@ def _check_debugctl_vmx(a: Access1) -> Emulation | None:
     if F.RTM in host and F.RTM in caps:
         supported |= 1 << 15
     lbr = (1 << 0) | (1 << 11)  # DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI
-    perf_cap = s.host.feature_msr(index_of("IA32_PERF_CAPABILITIES"))
+    perf_cap = s.host.feature_msr(_PERF_CAPABILITIES)
     if value & lbr and (perf_cap is None or perf_cap & 0x3F):
         # intel_pmu_lbr_is_enabled also needs a guest CPUID model consistent with the host's.
         return _ok("emulated", missing="whether the vCPU has LBR virtualization (the"
@@ -764,8 +771,7 @@ def _check_de_cfg(a: Access1) -> Emulation | None:
 def _check_vmx_cap(a: Access1) -> Emulation | None:
     name = a.row.name.removeprefix("IA32_VMX_")
     if name in VMX_CAP_NOT_RESTORABLE:
-        return Emulation(_ERR, None, "", ("ERR (-EINVAL): vmx_set_vmx_msr does not restore"
-                                          " {0}", (a.row.name,)))
+        return _err("ERR (-EINVAL): vmx_set_vmx_msr does not restore {0}", a.row.name)
     return None
 
 
@@ -861,9 +867,9 @@ def _mtrr(a: Access1) -> Emulation:
         if problem is not None:
             return _err("ERR: invalid value, {0}", problem)
     elif check is Check.MTRR_FIXED:
-        bad = [i for i in range(8) if (value >> (8 * i)) & 0xFF not in _MTRR_TYPES]
-        if bad:
-            return _err("ERR: fixed-range MTRR byte {0} is not a valid memory type", bad[0])
+        bad = _bad_type(value, _MTRR_TYPES)
+        if bad is not None:
+            return _err("ERR: fixed-range MTRR byte {0} is not a valid memory type", bad)
     else:
         mask = _reserved_gpa(a.s)
         if check is Check.MTRR_VAR_BASE:
@@ -876,6 +882,9 @@ def _mtrr(a: Access1) -> Emulation:
             return _err("ERR: variable MTRR reserved bits {0:#x} (MAXPHYADDR {1})",
                         value & mask, a.s.host.phys_addr_bits)
     return _kept(value)
+
+
+_ICR_RESERVED = (0xFFF << 20) | (3 << 16) | (1 << 13)  # lapic.c X2APIC_ICR_RESERVED_BITS
 
 
 def _x2apic(a: Access1) -> Emulation:
@@ -893,7 +902,7 @@ def _x2apic(a: Access1) -> Emulation:
             return _err("ERR: {0} is not readable in x2APIC mode", a.row.name)
         return _ok("emulated: APIC register (value not modelled)")
     if check is Check.X2APIC_ICR:
-        if value & ((0xFFF << 20) | (3 << 16) | (1 << 13)):  # X2APIC_ICR_RESERVED_BITS
+        if value & _ICR_RESERVED:
             return _err("ERR: ICR reserved bits set")
         return _ok("emulated: the IPI is sent")
     if value >> 32:
@@ -1003,7 +1012,7 @@ def _perf_cap(s: Scenario) -> int | None:
     (kvm_caps.supported_perf_cap), and 0 for a guest without PDCM."""
     if F.PDCM not in s.guest_caps:
         return 0
-    return s.host.feature_msr(index_of("IA32_PERF_CAPABILITIES"))
+    return s.host.feature_msr(_PERF_CAPABILITIES)
 
 
 def _pmu_global(a: Access1, *, intel: bool) -> Emulation:
@@ -1140,7 +1149,7 @@ def _hyperv(a: Access1) -> Emulation:
                 return _err("ERR: EOI is not readable")
             return _ok("emulated: APIC register", value=None)
         if reg is Check.X2APIC_ICR:
-            if value & ((0xFFF << 20) | (3 << 16) | (1 << 13)):
+            if value & _ICR_RESERVED:
                 return _err("ERR: ICR reserved bits set")
         elif value >> 32:
             return _err("ERR: APIC register write with bits 63:32 set")
@@ -1218,11 +1227,10 @@ _HANDLERS: dict[Emul, Callable[[Access1], Emulation]] = {
 _XEN = "the Xen hypercall page MSR (KVM_XEN_HVM_CONFIG)"
 
 
-def _xen(s: Scenario, value: int) -> Emulation:
-    """kvm_xen_write_hypercall_page (xen.c): a guest write fills the hypercall page."""
-    return Emulation(_OK, None, "the hypercall page source (intercept or userspace blobs) and"
-                     " guest memory at the page", ("emulated: {0} writes the page", (_XEN,)),
-                     None, False)
+# kvm_xen_write_hypercall_page (xen.c): a guest write fills the hypercall page.
+_XEN_WRITE = Emulation(_OK, None, "the hypercall page source (intercept or userspace blobs) and"
+                       " guest memory at the page", ("emulated: {0} writes the page", (_XEN,)),
+                       None, False)
 
 
 _UNKNOWN_TEXT = "UNSUPPORTED: KVM v6.19 has no handler for {0:#x} on {1}"
@@ -1232,7 +1240,7 @@ def unknown(s: Scenario, msr: int) -> Emulation:
     """An index with no row: every KVM path answers KVM_MSR_RET_UNSUPPORTED (the table has a
     row for every index KVM handles), except Intel LBR record MSRs of a vCPU with LBRs."""
     missing = ""
-    perf_cap = s.host.feature_msr(index_of("IA32_PERF_CAPABILITIES"))
+    perf_cap = s.host.feature_msr(_PERF_CAPABILITIES)
     if s.host.backend is Backend.VMX and F.PDCM in s.guest_caps and (
             perf_cap is None or perf_cap & 0x3F):
         missing = "the host's LBR record MSRs (valid when the guest has LBR virtualization)"
@@ -1251,7 +1259,7 @@ def emulate(s: Scenario, msr: int, access: Access, value: int, host: bool,
     write = access is _W
     if msr and msr == s.xen_msr and write and not host and not (
             row is not None and row.handled_by is not None and s.backend in row.handled_by):
-        return _xen(s, value)
+        return _XEN_WRITE
     if row is None:
         return unknown(s, msr)
     v = _VIEWS.get((msr, s.backend)) or view(row, s.backend)
@@ -1317,7 +1325,7 @@ def hardware_problem(row: Msr | None, value: int, s: Scenario) -> tuple[str | No
     if row.index in _X2APIC_PASS_WRITES:
         bad = value & _X2APIC_PASS_WRITES[row.index]
         return (f"x2APIC virtualization: bits {bad:#x} must be 0" if bad else None), ""
-    if row.family is Family.APIC and row.index not in _X2APIC_PASS_WRITES:
+    if row.family is Family.APIC:
         return None, "how the CPU's APIC virtualization handles this write"
     if row.index in _SYSENTER:
         if s.host.backend is Backend.VMX and not canonical(value, s.addr_bits):
@@ -1327,7 +1335,7 @@ def hardware_problem(row: Msr | None, value: int, s: Scenario) -> tuple[str | No
     problem = rule_problem(rule, value, s, hardware=True)
     missing = rule.missing if value & rule.unmodelled else ""
     if problem is None and rule.check not in (Check.NONE, Check.CET, Check.PAT,
-                                              Check.MTRR_DEF_TYPE) and value:
+                                              Check.MTRR_DEF_TYPE):
         missing = missing or "the CPU's own check of this value"
     return problem, missing
 
