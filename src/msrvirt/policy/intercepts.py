@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from msrvirt.arch.hosts import HwCap
-from msrvirt.arch.kernel import cite
 from msrvirt.arch.kvm import Access, Backend
 from msrvirt.arch.msrs import BY_INDEX, X2APIC_RANGE, Check, index_of
 from msrvirt.errors import UsageError
@@ -112,9 +111,6 @@ def compute_intercepts(scenario: Scenario) -> Intercepts:
     return Intercepts(bitmap=bitmap, settings=settings, skipped=tuple(skipped), clear=clear,
                       on_demand=on_demand)
 
-
-X2APIC_VMX = cite("vmx/vmx.c", "vmx_update_msr_bitmap_x2apic", "vmx_set_virtual_apic_mode")
-X2APIC_SVM = cite("svm/avic.c", "avic_set_x2apic_msr_interception", "avic_activate_vmcb")
 
 _R, _W = Access.R, Access.W
 _READABLE = (Check.X2APIC_RW, Check.X2APIC_RO, Check.X2APIC_ESR, Check.X2APIC_ICR)
