@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
+from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.kvm import (
     EXIT_REASON_OF,
     KVM_MSR_FILTER_DEFAULT_DENY,
@@ -163,7 +164,7 @@ def _listed(s: Scenario, row: Msr, listed: Listed) -> bool:
         if name.startswith("IA32_FIXED_CTR") and name[-1].isdigit():
             return row.unit < host.pmu.fixed
         if name.startswith("AMD64_PERF_CNTR"):
-            return "perfmon_v2" in {f.value for f in s.kvm_caps}
+            return Feature.PERFMON_V2 in s.kvm_caps
     return True
 
 
