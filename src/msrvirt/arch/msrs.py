@@ -334,7 +334,6 @@ class Override:
     gates: tuple[Gate, ...] | None = None
     write: WriteRule | None = None
     reset: int | None = None
-    reset_unknown: bool = False  # the reset value differs and the model does not know it
     kernel: tuple[Cite, ...] = ()
 
 

@@ -91,9 +91,7 @@ def view(row: Msr, backend: Backend) -> View:
     over: Override | None = row.override(backend)
     no_gate = row.quirk(backend, QuirkKind.NO_GATE) is not None
     gates = () if no_gate else row.gates if over is None or over.gates is None else over.gates
-    reset = row.reset
-    if over is not None and (over.reset is not None or over.reset_unknown):
-        reset = over.reset
+    reset = row.reset if over is None or over.reset is None else over.reset
     quirk = row.quirk(backend, QuirkKind.RESET)
     if quirk is not None:
         reset = quirk.value
