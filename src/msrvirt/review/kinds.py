@@ -1,5 +1,5 @@
 """The evidence kinds msrvirt computes, each a producer from a `Need` and the `Inputs` to an
-`Evidence`, registered in `PRODUCERS`; `AWAITED` names the kinds other work will provide.
+`Evidence`, registered with its parameters and expectations in `SPECS`.
 
 A producer states what it found in a sentence built from the results (numbers formatted
 from the values it computed, also returned as ``figures``), and whether that result is
@@ -638,18 +638,6 @@ SPECS: dict[EvidenceKind, Spec] = {
     K.NESTED: _spec(nested, "aspect", "merges msrs without with", "needed not-needed",
                     _nested_params),
 }
-PRODUCERS: dict[EvidenceKind, Producer] = {k: s.produce for k, s in SPECS.items()}
-
-# Kinds no producer computes yet: who will provide them.  Their needs carry ``decides``
-# (what the evidence would show); until then the scope they bear on stays undecided.
-AWAITED: dict[EvidenceKind, str] = {}
-
-
-def pending(need: Need) -> Evidence:
-    """The evidence of an awaited kind: what would decide the scope, and who provides it."""
-    return Evidence(kind=need.kind, scope=need.scope, bearing=Bearing.PENDING,
-                    summary=f"awaiting {need.kind.value} evidence"
-                    f" ({AWAITED[need.kind].partition(':')[0]}): {need.get('decides')}")
 
 
 # -- checking the table against the kinds ----------------------------------------------------------
@@ -712,12 +700,6 @@ def validate(claim: Claim) -> None:
     for i, need in enumerate(claim.needs, 1):
         where = f"claim {claim.id}, need {i} ({need.kind.value})"
         try:
-            if need.kind in AWAITED:
-                if not isinstance(need.get("decides"), str):
-                    raise ValueError("an awaited kind's need must say what `decides` it")
-                if need.expect not in (None, "holds", "fails"):
-                    raise ValueError("an awaited kind's expect must be holds, fails or absent")
-                continue
             spec = SPECS[need.kind]
             got = need.param_names
             if not spec.required <= got:
@@ -753,6 +735,5 @@ def designs_needed(claims: Sequence[Claim]) -> tuple[str, ...]:
 
 
 def produce(need: Need, inputs: Inputs) -> Evidence:
-    """The evidence for ``need``: its kind's producer, or what is pending if it is awaited."""
-    producer = PRODUCERS.get(need.kind)
-    return pending(need) if producer is None else producer(need, inputs)
+    """The evidence for ``need``: its kind's producer."""
+    return SPECS[need.kind].produce(need, inputs)

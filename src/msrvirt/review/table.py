@@ -107,9 +107,7 @@ class Link:
 
 
 class EvidenceKind(StrEnum):
-    """Kinds of evidence a claim can need; review/kinds.py registers a producer for each one
-    msrvirt can compute.  A kind without a producer is awaited: the claims that need it stay
-    undecided in that scope, saying what would decide them."""
+    """Kinds of evidence a claim can need; review/kinds.py registers a producer for each."""
 
     VMCS_FIELDS = "vmcs-fields"  # the VMCS guest/host fields of MSRs (arch/vmcs.py)
     BITMAP = "bitmap"  # intercept decisions of a policy for a host and guest
