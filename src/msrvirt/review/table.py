@@ -48,9 +48,6 @@ class Scope:
             raise ValueError(f"a scope must read 'AXIS:LABEL', not {text!r}")
         return cls(axis=Axis(axis.strip()), label=label.strip())
 
-    def __str__(self) -> str:
-        return self.label
-
 
 WHOLE = Scope(axis=Axis.ALL, label="the claim")
 
@@ -165,10 +162,6 @@ class Claim:
     def scopes(self) -> tuple[Scope, ...]:
         """The scopes of its needs, in the order they first appear."""
         return tuple(dict.fromkeys(n.scope for n in self.needs))
-
-    @property
-    def who(self) -> str:
-        return self.message.who
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
