@@ -39,11 +39,10 @@ def _flag_line(link: Any, *, quote: bool = True) -> str:
 def why_text(result: Any) -> Text:
     """Each scope's verdict and its first deciding finding, then the flags."""
     out = Text()
-    scopes = result.scopes
-    if len(scopes) == 1 and scopes[0].scope.axis.value == "all":
-        out.append(scopes[0].lead)
+    if result.whole:
+        out.append(result.scopes[0].lead)
     else:
-        for i, s in enumerate(scopes):
+        for i, s in enumerate(result.scopes):
             if i:
                 out.append("\n")
             out.append(f"{s.scope.label}: ")
