@@ -22,7 +22,7 @@ from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
 from msrvirt.arch.nested import MergeList, merge_list
 from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS
-from msrvirt.check.explore import DesignCheck
+from msrvirt.check.explore import DesignCheck, Result
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.cost.model import MsrCost, PolicyCost
 from msrvirt.cost.nested import estimate_nested, kvm_nested
@@ -196,13 +196,19 @@ def bitmap_diff(need: Need, inputs: Inputs) -> Evidence:
         summary += f", among them {names(outside)}"
     else:
         summary += " and nothing else"
-    watched = [m for m in _msrs(need, "unchanged")] if need.get("unchanged") else []
+    watched = list(_msrs(need, "unchanged")) if need.get("unchanged") else []
     if watched:
         moved = [m for m in watched if m in changed]
         summary += (f"; {names(moved)} changed" if moved else
                     f"; {names(watched)} {_plural(watched, 'keeps its', 'keep their')} bits")
         outside += moved
     return _evidence(need, not outside, summary, detail)
+
+
+def _passes_through(s: Scenario, msrs: Sequence[int]) -> bool:
+    """Whether the guest's own reads and writes of every MSR of ``msrs`` skip KVM under ``s``."""
+    ints = compute_intercepts(s)
+    return not any(d.intercept for m in msrs for d in explain_msr(s, m, ints))
 
 
 def access(need: Need, inputs: Inputs) -> Evidence:
@@ -213,26 +219,25 @@ def access(need: Need, inputs: Inputs) -> Evidence:
     outcomes: dict[str, list[str]] = {}
     detail = []
     policies = need.get("policies", (need.get("policy", "fred-v9"),))
-    for pol in policies:
-        s = _scenario(need, pol)
-        for m in _msrs(need):
+    msrs = _msrs(need)
+    scenarios = {pol: _scenario(need, pol) for pol in policies}
+    for pol, s in scenarios.items():
+        for m in msrs:
             d = decide(s, MsrAccess(m, acc, int(need.get("value", 0)), initiator))
             outcomes.setdefault(d.outcome.value, []).append(f"{pol} {_short(m)}")
             detail.append(f"{pol}: {display_name(m)}: {d.outcome.value} -- {' -> '.join(d.reasons)}")
     verb = "read" if acc is Access.R else "write"
     who = (f"a guest {'RDMSR' if acc is Access.R else 'WRMSR'}" if initiator is Initiator.GUEST
            else f"a host-initiated {verb} (KVM_{'GET' if acc is Access.R else 'SET'}_MSRS)")
-    s0 = _scenario(need, policies[0])
+    s0 = scenarios[policies[0]]
     what = (" in every case" if len(outcomes) == 1 else
             " in " + ", ".join(f"{len(v)} cases" for v in outcomes.values()))
-    summary = (f"{who} of {names(_msrs(need))} on {s0.host.name}, guest {_guest_text(s0)},"
+    summary = (f"{who} of {names(msrs)} on {s0.host.name}, guest {_guest_text(s0)},"
                f" under {', '.join(policies)}: {' / '.join(outcomes)}{what}")
     if initiator is Initiator.HOST:
         # Whether the guest's own accesses skip KVM under some of these policies: then the
         # emulation the host-initiated ones need exists whatever the bitmap says.
-        passing = [pol for pol in policies
-                   if all(not any(d.intercept for d in explain_msr(_scenario(need, pol), m))
-                          for m in _msrs(need))]
+        passing = [pol for pol, s in scenarios.items() if _passes_through(s, msrs)]
         if passing:
             summary += (f", also under {', '.join(passing)}, which passes the guest's own"
                         " accesses through")
@@ -354,6 +359,12 @@ def machine_state(need: Need, inputs: Inputs) -> Evidence:
     return _evidence(need, ok, summary)
 
 
+def _broken(res: Result) -> str:
+    """'host-safety in 4 events, ...': each invariant a check breaks, with its shortest
+    counterexample's length."""
+    return ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
+
+
 def _verdict(need: Need, chk: DesignCheck, what: str, *, first: bool = False) -> Evidence:
     """The checker's verdict on ``chk`` as evidence: ``what`` keeps every invariant, or breaks
     some (with the first counterexample's message if ``first``); expect holds | fails
@@ -366,7 +377,7 @@ def _verdict(need: Need, chk: DesignCheck, what: str, *, first: bool = False) ->
         summary = f"{what} keeps every invariant ({scope})"
         detail: Sequence[str] = ()
     else:
-        broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
+        broken = _broken(res)
         figures += [(f"events {inv}", len(cx)) for inv, cx in res.counterexamples.items()]
         summary = f"{what} breaks {broken} ({scope})"
         # The shortest counterexample of the invariants the need names, else of any.
@@ -517,8 +528,7 @@ def nested_state(need: Need, inputs: Inputs) -> Evidence:
         if res.verdict is Verdict.HOLDS:
             verdict = f"keeps every nested invariant ({scope})"
         else:
-            broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
-            verdict = f"breaks {broken} ({scope})"
+            verdict = f"breaks {_broken(res)} ({scope})"
             if not _has(m, msrs):
                 needed_by.append(name)
         if _has(m, msrs):
@@ -666,6 +676,12 @@ _NAMES: dict[str, Callable[[str], object]] = {
     "msr": resolve_index, "host": host, "policy": policy, "from": policy, "to": policy,
     "design": design, "variant": host_config, "without": merge_list, "with": merge_list,
 }
+# Parameters that take one of a few words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "event": tuple(_POINTS), "at": tuple(_STATE_POINTS), "guest": ("shstk", "fred"),
+    "access": ("R", "W"), "initiator": ("guest", "host"), "part": ("full", "filter", "all"),
+    "aspect": ("state", "speed"),
+}
 
 
 def _check_value(name: str, value: Any) -> None:
@@ -688,12 +704,8 @@ def _check_value(name: str, value: Any) -> None:
         known = {inv.name for inv in INVARIANTS}
         if not _is_strs(value) or not set(value) <= known:
             raise ValueError(f"breaks must list invariants among {sorted(known)}, not {value!r}")
-    elif name in ("event", "at", "guest", "access", "initiator", "part", "aspect"):
-        choices: dict[str, tuple[str, ...]] = {
-            "event": tuple(_POINTS), "at": tuple(_STATE_POINTS), "guest": ("shstk", "fred"),
-            "access": ("R", "W"), "initiator": ("guest", "host"),
-            "part": ("full", "filter", "all"), "aspect": ("state", "speed")}
-        allowed = choices[name]
+    elif name in _CHOICES:
+        allowed = _CHOICES[name]
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     elif name == "value":
