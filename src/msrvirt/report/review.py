@@ -271,7 +271,7 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
     else:
         parts.append(f"<p>{_e(conformance.host)}, Linux {_e(conformance.kernel)}:"
                      f" {conformance.operations:,} operations, {conformance.full_scope:,}"
-                     f" predicted at full scope, {conformance.operations - conformance.full_scope:,}"
+                     f" predicted at full scope, {conformance.filter_only:,}"
                      f" checked only for the filter decision;"
                      f" {conformance.disagreements} disagreements.</p><table><thead><tr>"
                      "<th>scenario</th><th>operations</th><th>full scope</th>"

@@ -596,14 +596,14 @@ def conformance(need: Need, inputs: Inputs) -> Evidence:
         ops, bad = c.full_scope, c.full_scope_disagreements
         summary = f"{ops:,} operations predicted at full scope (result, exit reason, value) {where}"
     elif part == "filter":
-        ops, bad = c.operations - c.full_scope, c.disagreements - c.full_scope_disagreements
+        ops, bad = c.filter_only, c.disagreements - c.full_scope_disagreements
         summary = (f"{ops:,} operations checked only for the filter decision {where}" if ops else
                    f"no operation is checked only for the filter decision {where}: every one"
                    " is predicted at full scope")
     else:
         ops, bad = c.operations, c.disagreements
         summary = (f"{len(c.scenarios)} scenarios, {ops:,} operations {where} ({c.full_scope:,}"
-                   f" at full scope, {ops - c.full_scope:,} for the filter decision only)")
+                   f" at full scope, {c.filter_only:,} for the filter decision only)")
     if ops:
         summary += f": {bad:,} disagree"
     detail = [f"{s.name}: {s.operations:,} operations, {s.full_scope:,} at full scope,"
