@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from msrvirt.arch.cpuid import feature
@@ -43,6 +42,7 @@ from msrvirt.machine.model import (
     Slot,
     guest_value,
     is_guest_value,
+    machine,
     stack_top,
     task_name,
     value_name,
@@ -266,11 +266,6 @@ def _slot_text(slot: Slot) -> str:
     return _SLOT_PROSE.get(slot, _short(slot.msr))
 
 
-@cache
-def _machine(design_name: str) -> Machine:
-    return Machine(design(design_name))
-
-
 def _value_text(v: int) -> str:
     return f"{value_name(v)}, the guest's" if is_guest_value(v) else value_name(v)
 
@@ -290,7 +285,7 @@ def _guest_shstk(need: Need) -> bool:
 def consumes(need: Need, inputs: Inputs) -> Evidence:
     """Which MSRs an event delivery consumes in the machine; expect uses | never."""
     event = need.get("event")
-    m = _machine(need.get("design", "v9"))
+    m = machine(design(need.get("design", "v9")))
     shstk = _guest_shstk(need)
     steps = {"host-exception": (Ev.VM_EXIT,), "host-user-event": (Ev.VM_EXIT, Ev.KVM_RUN_RETURN),
              "guest-ring0": (), "guest-ring3": (Ev.GUEST_ERETU,)}[event]
@@ -331,7 +326,7 @@ def machine_state(need: Need, inputs: Inputs) -> Evidence:
     """An MSR's value at a point of a run of the machine, on the CPU the vCPU thread last ran
     on; expect guest-value | host-value.  For FRED_RSP0 it also states the rsp0 cache and the
     task's stack top."""
-    m = _machine(need.get("design", "v9"))
+    m = machine(design(need.get("design", "v9")))
     slot = SLOT_OF[resolve_index(need.get("msr"))]
     s = warm_state(m, _guest_shstk(need))
     s = enabled_step(m, s, Event(kind=Ev.GUEST_WRMSR, cpu=0, slot=slot, value=guest_value(1)))
