@@ -40,6 +40,7 @@ from msrvirt.machine.model import (
     Machine,
     Mode,
     Slot,
+    State,
     guest_value,
     is_guest_value,
     machine,
@@ -270,7 +271,7 @@ def _value_text(v: int) -> str:
     return f"{value_name(v)}, the guest's" if is_guest_value(v) else value_name(v)
 
 
-def _run_to(m: Machine, shstk: bool, steps: Sequence[Ev]) -> Any:
+def _run_to(m: Machine, shstk: bool, steps: Sequence[Ev]) -> State:
     """The warm state (guest kernel running on CPU 0), then ``steps`` on CPU 0."""
     s = warm_state(m, shstk)
     for kind in steps:
@@ -315,7 +316,7 @@ _STATE_POINTS = {
 }
 
 
-def _preempt(m: Machine, s: Any, cpu: int) -> Any:
+def _preempt(m: Machine, s: State, cpu: int) -> State:
     """The vCPU thread preempted on ``cpu`` by the lowest-numbered task not running."""
     running = {m.get(s, TASK_OF[c]) for c in range(m.bounds.cpus)}
     other = min(t for t in range(m.bounds.tasks) if t not in running and t != VCPU_TASK)
