@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from msrvirt.errors import FileFormatError
 from msrvirt.review.judge import judge, load_claims
-from msrvirt.review.kinds import AWAITED, PRODUCERS, names, num, validate
+from msrvirt.review.kinds import SPECS, names, num, validate
 from msrvirt.review.table import Axis, EvidenceKind, Need, Scope, parse_table
 from msrvirt.review.verdicts import Bearing, Evidence, Judgement, combine
 
@@ -27,7 +28,7 @@ def _raw() -> dict[str, Any]:
 def test_the_builtin_table_loads_and_every_need_fits_its_kind() -> None:
     table = load_claims()
     assert [c.number for c in table.claims] == list(range(1, len(table.claims) + 1))
-    assert {n.kind for c in table.claims for n in c.needs} <= set(PRODUCERS) | set(AWAITED)
+    assert {n.kind for c in table.claims for n in c.needs} <= set(SPECS)
 
 
 @pytest.mark.parametrize(("combined", "parts"), [
@@ -120,9 +121,11 @@ def test_a_new_evidence_kind_plugs_in_without_touching_the_judge(
                         summary="stack-map-changed breaks host-safety")
 
     inputs: Any = None  # the source and check producers of this claim do not run below
-    monkeypatch.setitem(PRODUCERS, EvidenceKind.HOST_CHECK, fake)
-    monkeypatch.setitem(PRODUCERS, EvidenceKind.CHECK, lambda need, _: Evidence(
-        kind=need.kind, scope=need.scope, bearing=Bearing.INFORMS, summary="v9 holds"))
+    monkeypatch.setitem(SPECS, EvidenceKind.HOST_CHECK,
+                        replace(SPECS[EvidenceKind.HOST_CHECK], produce=fake))
+    monkeypatch.setitem(SPECS, EvidenceKind.CHECK, replace(
+        SPECS[EvidenceKind.CHECK], produce=lambda need, _: Evidence(
+            kind=need.kind, scope=need.scope, bearing=Bearing.INFORMS, summary="v9 holds")))
     r = judge(claim, inputs)
     assert r.scope(scope).judgement is H
     assert r.scope(scope).reason == "stack-map-changed breaks host-safety"

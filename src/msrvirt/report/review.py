@@ -39,11 +39,10 @@ def _flag_line(link: Any, *, quote: bool = True) -> str:
 def why_text(result: Any) -> Text:
     """Each scope's verdict and its first deciding finding, then the flags."""
     out = Text()
-    scopes = result.scopes
-    if len(scopes) == 1 and scopes[0].scope.axis.value == "all":
-        out.append(scopes[0].lead)
+    if result.whole:
+        out.append(result.scopes[0].lead)
     else:
-        for i, s in enumerate(scopes):
+        for i, s in enumerate(result.scopes):
             if i:
                 out.append("\n")
             out.append(f"{s.scope.label}: ")
@@ -272,7 +271,7 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
     else:
         parts.append(f"<p>{_e(conformance.host)}, Linux {_e(conformance.kernel)}:"
                      f" {conformance.operations:,} operations, {conformance.full_scope:,}"
-                     f" predicted at full scope, {conformance.operations - conformance.full_scope:,}"
+                     f" predicted at full scope, {conformance.filter_only:,}"
                      f" checked only for the filter decision;"
                      f" {conformance.disagreements} disagreements.</p><table><thead><tr>"
                      "<th>scenario</th><th>operations</th><th>full scope</th>"

@@ -64,6 +64,11 @@ class ConformanceSummary:
     def full_scope_disagreements(self) -> int:
         return self._total("full_scope_disagreements")
 
+    @property
+    def filter_only(self) -> int:
+        """Operations of which only the filter decision is predicted."""
+        return self.operations - self.full_scope
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inputs:

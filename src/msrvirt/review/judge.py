@@ -1,7 +1,7 @@
 """Judge the claims table: one function for every claim.
 
-For each claim, every need is turned into evidence by its kind's producer (review/kinds.py),
-or reported pending when its kind is awaited.  Each scope of the claim is judged on the
+For each claim, every need is turned into evidence by its kind's producer (review/kinds.py).
+Each scope of the claim is judged on the
 evidence asked for it (`scope_judgement`: any contradiction fails it, support otherwise
 holds it, else it is undecided), and the claim's judgement combines its scopes'
 (`combine`).  The reason of a scope is the findings of the evidence that decided it, so

@@ -1,5 +1,5 @@
 """The evidence kinds msrvirt computes, each a producer from a `Need` and the `Inputs` to an
-`Evidence`, registered in `PRODUCERS`; `AWAITED` names the kinds other work will provide.
+`Evidence`, registered with its parameters and expectations in `SPECS`.
 
 A producer states what it found in a sentence built from the results (numbers formatted
 from the values it computed, also returned as ``figures``), and whether that result is
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from msrvirt.arch.cpuid import feature
@@ -22,7 +21,7 @@ from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name, resolve_index
 from msrvirt.arch.nested import MergeList, merge_list
 from msrvirt.arch.vmcs import GUEST_FIELDS, HOST_FIELDS
-from msrvirt.check.explore import DesignCheck
+from msrvirt.check.explore import DesignCheck, Result
 from msrvirt.check.invariants import INVARIANTS
 from msrvirt.cost.model import MsrCost, PolicyCost
 from msrvirt.cost.nested import estimate_nested, kvm_nested
@@ -41,8 +40,10 @@ from msrvirt.machine.model import (
     Machine,
     Mode,
     Slot,
+    State,
     guest_value,
     is_guest_value,
+    machine,
     stack_top,
     task_name,
     value_name,
@@ -196,13 +197,19 @@ def bitmap_diff(need: Need, inputs: Inputs) -> Evidence:
         summary += f", among them {names(outside)}"
     else:
         summary += " and nothing else"
-    watched = [m for m in _msrs(need, "unchanged")] if need.get("unchanged") else []
+    watched = list(_msrs(need, "unchanged")) if need.get("unchanged") else []
     if watched:
         moved = [m for m in watched if m in changed]
         summary += (f"; {names(moved)} changed" if moved else
                     f"; {names(watched)} {_plural(watched, 'keeps its', 'keep their')} bits")
         outside += moved
     return _evidence(need, not outside, summary, detail)
+
+
+def _passes_through(s: Scenario, msrs: Sequence[int]) -> bool:
+    """Whether the guest's own reads and writes of every MSR of ``msrs`` skip KVM under ``s``."""
+    ints = compute_intercepts(s)
+    return not any(d.intercept for m in msrs for d in explain_msr(s, m, ints))
 
 
 def access(need: Need, inputs: Inputs) -> Evidence:
@@ -213,26 +220,25 @@ def access(need: Need, inputs: Inputs) -> Evidence:
     outcomes: dict[str, list[str]] = {}
     detail = []
     policies = need.get("policies", (need.get("policy", "fred-v9"),))
-    for pol in policies:
-        s = _scenario(need, pol)
-        for m in _msrs(need):
+    msrs = _msrs(need)
+    scenarios = {pol: _scenario(need, pol) for pol in policies}
+    for pol, s in scenarios.items():
+        for m in msrs:
             d = decide(s, MsrAccess(m, acc, int(need.get("value", 0)), initiator))
             outcomes.setdefault(d.outcome.value, []).append(f"{pol} {_short(m)}")
             detail.append(f"{pol}: {display_name(m)}: {d.outcome.value} -- {' -> '.join(d.reasons)}")
     verb = "read" if acc is Access.R else "write"
     who = (f"a guest {'RDMSR' if acc is Access.R else 'WRMSR'}" if initiator is Initiator.GUEST
            else f"a host-initiated {verb} (KVM_{'GET' if acc is Access.R else 'SET'}_MSRS)")
-    s0 = _scenario(need, policies[0])
+    s0 = scenarios[policies[0]]
     what = (" in every case" if len(outcomes) == 1 else
             " in " + ", ".join(f"{len(v)} cases" for v in outcomes.values()))
-    summary = (f"{who} of {names(_msrs(need))} on {s0.host.name}, guest {_guest_text(s0)},"
+    summary = (f"{who} of {names(msrs)} on {s0.host.name}, guest {_guest_text(s0)},"
                f" under {', '.join(policies)}: {' / '.join(outcomes)}{what}")
     if initiator is Initiator.HOST:
         # Whether the guest's own accesses skip KVM under some of these policies: then the
         # emulation the host-initiated ones need exists whatever the bitmap says.
-        passing = [pol for pol in policies
-                   if all(not any(d.intercept for d in explain_msr(_scenario(need, pol), m))
-                          for m in _msrs(need))]
+        passing = [pol for pol, s in scenarios.items() if _passes_through(s, msrs)]
         if passing:
             summary += (f", also under {', '.join(passing)}, which passes the guest's own"
                         " accesses through")
@@ -261,16 +267,11 @@ def _slot_text(slot: Slot) -> str:
     return _SLOT_PROSE.get(slot, _short(slot.msr))
 
 
-@cache
-def _machine(design_name: str) -> Machine:
-    return Machine(design(design_name))
-
-
 def _value_text(v: int) -> str:
     return f"{value_name(v)}, the guest's" if is_guest_value(v) else value_name(v)
 
 
-def _run_to(m: Machine, shstk: bool, steps: Sequence[Ev]) -> Any:
+def _run_to(m: Machine, shstk: bool, steps: Sequence[Ev]) -> State:
     """The warm state (guest kernel running on CPU 0), then ``steps`` on CPU 0."""
     s = warm_state(m, shstk)
     for kind in steps:
@@ -285,7 +286,7 @@ def _guest_shstk(need: Need) -> bool:
 def consumes(need: Need, inputs: Inputs) -> Evidence:
     """Which MSRs an event delivery consumes in the machine; expect uses | never."""
     event = need.get("event")
-    m = _machine(need.get("design", "v9"))
+    m = machine(design(need.get("design", "v9")))
     shstk = _guest_shstk(need)
     steps = {"host-exception": (Ev.VM_EXIT,), "host-user-event": (Ev.VM_EXIT, Ev.KVM_RUN_RETURN),
              "guest-ring0": (), "guest-ring3": (Ev.GUEST_ERETU,)}[event]
@@ -315,7 +316,7 @@ _STATE_POINTS = {
 }
 
 
-def _preempt(m: Machine, s: Any, cpu: int) -> Any:
+def _preempt(m: Machine, s: State, cpu: int) -> State:
     """The vCPU thread preempted on ``cpu`` by the lowest-numbered task not running."""
     running = {m.get(s, TASK_OF[c]) for c in range(m.bounds.cpus)}
     other = min(t for t in range(m.bounds.tasks) if t not in running and t != VCPU_TASK)
@@ -326,7 +327,7 @@ def machine_state(need: Need, inputs: Inputs) -> Evidence:
     """An MSR's value at a point of a run of the machine, on the CPU the vCPU thread last ran
     on; expect guest-value | host-value.  For FRED_RSP0 it also states the rsp0 cache and the
     task's stack top."""
-    m = _machine(need.get("design", "v9"))
+    m = machine(design(need.get("design", "v9")))
     slot = SLOT_OF[resolve_index(need.get("msr"))]
     s = warm_state(m, _guest_shstk(need))
     s = enabled_step(m, s, Event(kind=Ev.GUEST_WRMSR, cpu=0, slot=slot, value=guest_value(1)))
@@ -354,6 +355,12 @@ def machine_state(need: Need, inputs: Inputs) -> Evidence:
     return _evidence(need, ok, summary)
 
 
+def _broken(res: Result) -> str:
+    """'host-safety in 4 events, ...': each invariant a check breaks, with its shortest
+    counterexample's length."""
+    return ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
+
+
 def _verdict(need: Need, chk: DesignCheck, what: str, *, first: bool = False) -> Evidence:
     """The checker's verdict on ``chk`` as evidence: ``what`` keeps every invariant, or breaks
     some (with the first counterexample's message if ``first``); expect holds | fails
@@ -366,7 +373,7 @@ def _verdict(need: Need, chk: DesignCheck, what: str, *, first: bool = False) ->
         summary = f"{what} keeps every invariant ({scope})"
         detail: Sequence[str] = ()
     else:
-        broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
+        broken = _broken(res)
         figures += [(f"events {inv}", len(cx)) for inv, cx in res.counterexamples.items()]
         summary = f"{what} breaks {broken} ({scope})"
         # The shortest counterexample of the invariants the need names, else of any.
@@ -394,6 +401,13 @@ def host_design(need: Need) -> str:
     """The name of the design a host-check need checks: ``DESIGN@VARIANT`` (design v9 unless
     the need names another)."""
     return f"{need.get('design', 'v9')}@{need.get('variant')}"
+
+
+def _host_design_known(need: Need) -> str | None:
+    """Nothing, if the host-check's design exists on its variant (a design on the default
+    host); else `design` raises, naming the pair."""
+    design(host_design(need))
+    return None
 
 
 def host_check(need: Need, inputs: Inputs) -> Evidence:
@@ -510,8 +524,7 @@ def nested_state(need: Need, inputs: Inputs) -> Evidence:
         if res.verdict is Verdict.HOLDS:
             verdict = f"keeps every nested invariant ({scope})"
         else:
-            broken = ", ".join(f"{inv} in {len(cx)} events" for inv, cx in res.counterexamples.items())
-            verdict = f"breaks {broken} ({scope})"
+            verdict = f"breaks {_broken(res)} ({scope})"
             if not _has(m, msrs):
                 needed_by.append(name)
         if _has(m, msrs):
@@ -579,14 +592,14 @@ def conformance(need: Need, inputs: Inputs) -> Evidence:
         ops, bad = c.full_scope, c.full_scope_disagreements
         summary = f"{ops:,} operations predicted at full scope (result, exit reason, value) {where}"
     elif part == "filter":
-        ops, bad = c.operations - c.full_scope, c.disagreements - c.full_scope_disagreements
+        ops, bad = c.filter_only, c.disagreements - c.full_scope_disagreements
         summary = (f"{ops:,} operations checked only for the filter decision {where}" if ops else
                    f"no operation is checked only for the filter decision {where}: every one"
                    " is predicted at full scope")
     else:
         ops, bad = c.operations, c.disagreements
         summary = (f"{len(c.scenarios)} scenarios, {ops:,} operations {where} ({c.full_scope:,}"
-                   f" at full scope, {ops - c.full_scope:,} for the filter decision only)")
+                   f" at full scope, {c.filter_only:,} for the filter decision only)")
     if ops:
         summary += f": {bad:,} disagree"
     detail = [f"{s.name}: {s.operations:,} operations, {s.full_scope:,} at full scope,"
@@ -630,7 +643,8 @@ SPECS: dict[EvidenceKind, Spec] = {
     K.CONSUMES: _spec(consumes, "event msrs", "guest design", "uses never"),
     K.MACHINE_STATE: _spec(machine_state, "at msr", "guest design", "guest-value host-value"),
     K.CHECK: _spec(check, "design", "breaks", "holds fails"),
-    K.HOST_CHECK: _spec(host_check, "variant", "design breaks", "holds fails"),
+    K.HOST_CHECK: _spec(host_check, "variant", "design breaks", "holds fails",
+                        _host_design_known),
     K.WRITES: _spec(writes, "msrs", "guest", "per-switch rare"),
     K.EXITS_DELTA: _spec(exits_delta, "from to", "guest", "rare no-more"),
     K.CONFORMANCE: _spec(conformance, "", "part", "agrees"),
@@ -638,18 +652,6 @@ SPECS: dict[EvidenceKind, Spec] = {
     K.NESTED: _spec(nested, "aspect", "merges msrs without with", "needed not-needed",
                     _nested_params),
 }
-PRODUCERS: dict[EvidenceKind, Producer] = {k: s.produce for k, s in SPECS.items()}
-
-# Kinds no producer computes yet: who will provide them.  Their needs carry ``decides``
-# (what the evidence would show); until then the scope they bear on stays undecided.
-AWAITED: dict[EvidenceKind, str] = {}
-
-
-def pending(need: Need) -> Evidence:
-    """The evidence of an awaited kind: what would decide the scope, and who provides it."""
-    return Evidence(kind=need.kind, scope=need.scope, bearing=Bearing.PENDING,
-                    summary=f"awaiting {need.kind.value} evidence"
-                    f" ({AWAITED[need.kind].partition(':')[0]}): {need.get('decides')}")
 
 
 # -- checking the table against the kinds ----------------------------------------------------------
@@ -669,6 +671,12 @@ _NAME_LISTS: dict[str, tuple[str, Callable[[str], object]]] = {
 _NAMES: dict[str, Callable[[str], object]] = {
     "msr": resolve_index, "host": host, "policy": policy, "from": policy, "to": policy,
     "design": design, "variant": host_config, "without": merge_list, "with": merge_list,
+}
+# Parameters that take one of a few words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "event": tuple(_POINTS), "at": tuple(_STATE_POINTS), "guest": ("shstk", "fred"),
+    "access": ("R", "W"), "initiator": ("guest", "host"), "part": ("full", "filter", "all"),
+    "aspect": ("state", "speed"),
 }
 
 
@@ -692,12 +700,8 @@ def _check_value(name: str, value: Any) -> None:
         known = {inv.name for inv in INVARIANTS}
         if not _is_strs(value) or not set(value) <= known:
             raise ValueError(f"breaks must list invariants among {sorted(known)}, not {value!r}")
-    elif name in ("event", "at", "guest", "access", "initiator", "part", "aspect"):
-        choices: dict[str, tuple[str, ...]] = {
-            "event": tuple(_POINTS), "at": tuple(_STATE_POINTS), "guest": ("shstk", "fred"),
-            "access": ("R", "W"), "initiator": ("guest", "host"),
-            "part": ("full", "filter", "all"), "aspect": ("state", "speed")}
-        allowed = choices[name]
+    elif name in _CHOICES:
+        allowed = _CHOICES[name]
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     elif name == "value":
@@ -712,12 +716,6 @@ def validate(claim: Claim) -> None:
     for i, need in enumerate(claim.needs, 1):
         where = f"claim {claim.id}, need {i} ({need.kind.value})"
         try:
-            if need.kind in AWAITED:
-                if not isinstance(need.get("decides"), str):
-                    raise ValueError("an awaited kind's need must say what `decides` it")
-                if need.expect not in (None, "holds", "fails"):
-                    raise ValueError("an awaited kind's expect must be holds, fails or absent")
-                continue
             spec = SPECS[need.kind]
             got = need.param_names
             if not spec.required <= got:
@@ -728,8 +726,6 @@ def validate(claim: Claim) -> None:
                 raise ValueError(f"expect must be one of {sorted(spec.expects)}, not {need.expect!r}")
             for name, value in need.params:
                 _check_value(name, value)
-            if need.kind is K.HOST_CHECK:
-                design(host_design(need))  # a design on the default host, and the variant
             problem = spec.consistent(need) if spec.consistent is not None else None
             if problem is not None:
                 raise ValueError(problem)
@@ -753,6 +749,5 @@ def designs_needed(claims: Sequence[Claim]) -> tuple[str, ...]:
 
 
 def produce(need: Need, inputs: Inputs) -> Evidence:
-    """The evidence for ``need``: its kind's producer, or what is pending if it is awaited."""
-    producer = PRODUCERS.get(need.kind)
-    return pending(need) if producer is None else producer(need, inputs)
+    """The evidence for ``need``: its kind's producer."""
+    return SPECS[need.kind].produce(need, inputs)

@@ -48,9 +48,6 @@ class Scope:
             raise ValueError(f"a scope must read 'AXIS:LABEL', not {text!r}")
         return cls(axis=Axis(axis.strip()), label=label.strip())
 
-    def __str__(self) -> str:
-        return self.label
-
 
 WHOLE = Scope(axis=Axis.ALL, label="the claim")
 
@@ -107,9 +104,7 @@ class Link:
 
 
 class EvidenceKind(StrEnum):
-    """Kinds of evidence a claim can need; review/kinds.py registers a producer for each one
-    msrvirt can compute.  A kind without a producer is awaited: the claims that need it stay
-    undecided in that scope, saying what would decide them."""
+    """Kinds of evidence a claim can need; review/kinds.py registers a producer for each."""
 
     VMCS_FIELDS = "vmcs-fields"  # the VMCS guest/host fields of MSRs (arch/vmcs.py)
     BITMAP = "bitmap"  # intercept decisions of a policy for a host and guest
@@ -167,10 +162,6 @@ class Claim:
     def scopes(self) -> tuple[Scope, ...]:
         """The scopes of its needs, in the order they first appear."""
         return tuple(dict.fromkeys(n.scope for n in self.needs))
-
-    @property
-    def who(self) -> str:
-        return self.message.who
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from msrvirt.review.table import Claim, EvidenceKind, Link, Scope
+from msrvirt.review.table import Axis, Claim, EvidenceKind, Link, Scope
 
 
 class Judgement(StrEnum):
@@ -90,9 +90,14 @@ class ClaimResult:
         return tuple(e for s in self.scopes for e in s.evidence)
 
     @property
+    def whole(self) -> bool:
+        """Whether the claim is judged whole: one scope, the whole claim (not split)."""
+        return len(self.scopes) == 1 and self.scopes[0].scope.axis is Axis.ALL
+
+    @property
     def why(self) -> str:
-        """One paragraph: each scope's verdict and reason (the reason alone if unsplit)."""
-        if len(self.scopes) == 1 and self.scopes[0].scope.axis == "all":
+        """One paragraph: each scope's verdict and reason (the reason alone if judged whole)."""
+        if self.whole:
             return self.scopes[0].reason
         return " | ".join(f"{s.scope.label}: {s.judgement.value}, {s.reason}" for s in self.scopes)
 
