@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from msrvirt.cli import InputPath
+from msrvirt.cli import EXIT_FINDING, EXIT_OK, InputPath
 from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import Row, builtin, rows, scenario_counts
 from msrvirt.conform.predict import predict
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print_json({"host": fingerprint.to_obj(),
                     "summary": [c.to_obj() for c in summary],
                     "results": [r.to_obj() for r in all_rows]})
-        return 1 if bad else 0
+        return EXIT_FINDING if bad else EXIT_OK
     out = console()
     small = {c.scenario for c in summary if c.operations <= SWEEP_ROWS}
     shown = [r for r in all_rows if args.full or not r.agree or r.scenario in small]
@@ -77,4 +77,4 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations ({full} predicted at full"
               f" scope, {len(all_rows) - full} for the filter only), {len(all_rows) - bad} agree,"
               f" {bad} disagree")
-    return 1 if bad else 0
+    return EXIT_FINDING if bad else EXIT_OK
