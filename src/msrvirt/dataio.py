@@ -132,8 +132,9 @@ def parse_text(text: str, *, toml: bool, name: str) -> Any:
 
 
 def _check_tree(obj: Any, name: str) -> None:
-    """Depth, integer width and finite floats of a parsed document (TOML has no hooks for
-    the first two); iterative, so a deep document cannot exhaust the stack here."""
+    """Depth and integer width of a parsed document (TOML has no hooks for them; floats are
+    checked by both parsers' parse_float hook); iterative, so a deep document cannot exhaust
+    the stack here."""
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         value, depth = stack.pop()
@@ -147,8 +148,6 @@ def _check_tree(obj: Any, name: str) -> None:
         elif isinstance(value, int) and abs(value) >> MAX_INT_BITS:
             raise FileFormatError(name, f"not valid: integer {shown(value)} is wider than"
                                   f" {MAX_INT_BITS} bits")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise FileFormatError(name, f"not valid: number {value} is not finite")
 
 
 def read_data_file(path: str) -> Any:
