@@ -44,6 +44,12 @@ def display_path(path: str) -> str:
     return "standard input" if path == STDIN else path
 
 
+def names_file(spec: str) -> bool:
+    """Whether a NAME|FILE option's value is a file rather than a name: ``-``, a ``.json``
+    or ``.toml`` suffix, or a path separator."""
+    return spec == STDIN or spec.endswith((".json", ".toml")) or os.sep in spec
+
+
 def shown(value: object) -> str:
     """``repr(value)``, cut to a readable length for a one-line message."""
     text = repr(value)
