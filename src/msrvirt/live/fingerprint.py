@@ -203,7 +203,8 @@ def take(
     """Fingerprint the host behind ``kvm``."""
     modules = kvm_modules(sys_module)
     features = kvm.msr_feature_index_list() if kvm.check_extension(Cap.GET_MSR_FEATURES) else ()
-    caps = tuple(sorted((name, kvm.check_extension(cap)) for name, cap in CAPABILITIES.items()))
+    caps = tuple(sorted((name, kvm.check_extension(cap))
+                        for name, (cap, _) in CAPABILITIES.items()))
     values = kvm.get_feature_msrs(features).entries if features else ()
     return Fingerprint(
         cpu_model=cpu_model(proc_cpuinfo),
@@ -220,9 +221,11 @@ def take(
     )
 
 
-# The capabilities that stand for KVM build options gating MSRs (KvmParams).
-CAPABILITIES: dict[str, Cap] = {"hyperv": Cap.HYPERV, "xen_hvm": Cap.XEN_HVM,
-                                "x86_smm": Cap.X86_SMM}
+# The capabilities that stand for KVM build options gating MSRs: the fingerprint's name of
+# each -> the capability, and the KvmParams field it sets.
+CAPABILITIES: dict[str, tuple[Cap, str]] = {"hyperv": (Cap.HYPERV, "hyperv"),
+                                            "xen_hvm": (Cap.XEN_HVM, "xen"),
+                                            "x86_smm": (Cap.X86_SMM, "smm")}
 # Module parameters (as /sys/module shows them) behind each KvmParams field.
 PARAMS: dict[str, tuple[str, ...]] = {
     "ignore_msrs": ("kvm.ignore_msrs",),
@@ -246,9 +249,9 @@ def kvm_params(fp: Fingerprint) -> KvmParams:
                 values[name] = parse_param(name, params[source])
                 break
     caps = dict(fp.capabilities)
-    for name, cap in (("hyperv", "hyperv"), ("xen", "xen_hvm"), ("smm", "x86_smm")):
-        if cap in caps:
-            values[name] = bool(caps[cap])
+    for name, (_, field) in CAPABILITIES.items():
+        if name in caps:
+            values[field] = bool(caps[name])
     return KvmParams(**values)  # type: ignore[arg-type]  # each value parsed for its field
 
 
