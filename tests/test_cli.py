@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import hostile
 from msrvirt.arch.hosts import host
 from msrvirt.cli import main
 from msrvirt.policy.intercepts import compute_intercepts
@@ -22,9 +23,9 @@ FRED = ["IA32_FRED_RSP0", "IA32_FRED_RSP1", "IA32_FRED_RSP2", "IA32_FRED_RSP3",
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
+    """Run ``msrvirt ARGV`` in this process (argparse's own exits give their status)."""
+    res = hostile.run(capsys, *argv)
+    return res.status, res.out, res.err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:  # type: ignore[type-arg]
@@ -176,11 +177,7 @@ def test_filter_check_toml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     ["decide", "--msr", "fred_rsp0"],
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    try:
-        status = main(argv)
-    except SystemExit as exc:  # argparse's own usage errors exit directly
-        status = exc.code  # type: ignore[assignment]
-    _, err = capsys.readouterr()
+    status, _, err = run(capsys, *argv)
     assert status == 2
     assert err.count("\n") == 1 and "Traceback" not in err
 

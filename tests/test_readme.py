@@ -122,15 +122,13 @@ DOCTESTS = [b for b in ALL_BLOCKS if b.lang == "python" and any(
 @pytest.fixture(scope="session")
 def workdirs(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
     """Per doc, a directory with the repository's examples/ and src/ and the doc's files."""
-    out = {}
-    for doc in DOCS:
-        work = tmp_path_factory.mktemp(doc.stem)
+    out = {doc: tmp_path_factory.mktemp(doc.stem) for doc in DOCS}
+    for work in out.values():
         for name in ("examples", "src"):
             (work / name).symlink_to(ROOT / name)
-        for b in blocks(doc):
-            if "file" in b.marks:
-                (work / b.marks["file"]).write_text("\n".join(b.lines) + "\n")
-        out[doc] = work
+    for b in ALL_BLOCKS:  # the docs are parsed once, at collection
+        if "file" in b.marks:
+            (out[b.doc] / b.marks["file"]).write_text("\n".join(b.lines) + "\n")
     return out
 
 

@@ -44,6 +44,12 @@ def display_path(path: str) -> str:
     return "standard input" if path == STDIN else path
 
 
+def names_file(spec: str) -> bool:
+    """Whether a NAME|FILE option's value is a file rather than a name: ``-``, a ``.json``
+    or ``.toml`` suffix, or a path separator."""
+    return spec == STDIN or spec.endswith((".json", ".toml")) or os.sep in spec
+
+
 def shown(value: object) -> str:
     """``repr(value)``, cut to a readable length for a one-line message."""
     text = repr(value)
@@ -132,8 +138,9 @@ def parse_text(text: str, *, toml: bool, name: str) -> Any:
 
 
 def _check_tree(obj: Any, name: str) -> None:
-    """Depth, integer width and finite floats of a parsed document (TOML has no hooks for
-    the first two); iterative, so a deep document cannot exhaust the stack here."""
+    """Depth and integer width of a parsed document (TOML has no hooks for them; floats are
+    checked by both parsers' parse_float hook); iterative, so a deep document cannot exhaust
+    the stack here."""
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         value, depth = stack.pop()
@@ -147,8 +154,6 @@ def _check_tree(obj: Any, name: str) -> None:
         elif isinstance(value, int) and abs(value) >> MAX_INT_BITS:
             raise FileFormatError(name, f"not valid: integer {shown(value)} is wider than"
                                   f" {MAX_INT_BITS} bits")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise FileFormatError(name, f"not valid: number {value} is not finite")
 
 
 def read_data_file(path: str) -> Any:

@@ -50,7 +50,6 @@ class FilterError(MsrvirtError, ValueError):
         self.errno = errno
         self.detail = detail
         self.range_index = range_index
-        self.path = path
         where = f"range {range_index}: " if range_index is not None else ""
         file = f"{path}: " if path is not None else ""
         super().__init__(f"{file}{errno_name}: {where}{detail}")

@@ -19,6 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from msrvirt.check.explore import DesignCheck
 from msrvirt.check.parallel import CheckJob, DesignProgress, check_all, default_processes
+from msrvirt.cli import EXIT_FINDING, EXIT_OK
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import DESIGNS, Design, design
 from msrvirt.machine.hostconf import HOST_CONFIGS
@@ -42,8 +43,6 @@ class Engine(StrEnum):
     SPIN = "spin"  # the Promela model, run by spin and pan (msrvirt.spin)
 
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
 _WIDE = 200  # table width when stdout is not a terminal (pipes, CI logs)
 
 
@@ -170,4 +169,4 @@ def run(args: argparse.Namespace) -> int:
                     out.print(line, highlight=False, markup=False, soft_wrap=True)
         out.print()
         out.print(summary_line(checks), highlight=False)
-    return EXIT_OK if all(c.as_expected for c in checks) else EXIT_UNEXPECTED
+    return EXIT_OK if all(c.as_expected for c in checks) else EXIT_FINDING

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from msrvirt.cli import InputPath
+from msrvirt.arch.hosts import HostProfile
+from msrvirt.cli import EXIT_FINDING, EXIT_OK, InputPath
 from msrvirt.cli.options import parse_guest, print_json
 from msrvirt.conform.corpus import Row, builtin, rows, scenario_counts
 from msrvirt.conform.predict import predict
@@ -42,6 +44,14 @@ def load_scenarios(paths: list[str] | None) -> list[ProbeScenario]:
     return [load(path, parse) for path in paths]
 
 
+def compare(kvm: Kvm, host: HostProfile, ps: ProbeScenario,
+            progress: Callable[[int], None] | None = None) -> list[Row]:
+    """Run ``ps`` in a probe VM on ``kvm`` (``host``'s KVM) and pair each observed outcome
+    with the model's prediction."""
+    result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features), progress=progress)
+    return rows(ps, list(predict(host, result.guest_features, ps)), result.observed)
+
+
 def run(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(args.scenario)
     with Kvm() as kvm:
@@ -56,10 +66,7 @@ def run(args: argparse.Namespace) -> int:
             task = bar.add_task("conformance", total=total)
             for ps in scenarios:
                 bar.update(task, description=ps.name[:40])
-                result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features),
-                                      progress=lambda n: bar.advance(task, n))
-                predicted = list(predict(host, result.guest_features, ps))
-                got = rows(ps, predicted, result.observed)
+                got = compare(kvm, host, ps, progress=lambda n: bar.advance(task, n))
                 all_rows.extend(got)
                 summary.append(scenario_counts(ps.name, got))
     bad = sum(c.disagree for c in summary)
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print_json({"host": fingerprint.to_obj(),
                     "summary": [c.to_obj() for c in summary],
                     "results": [r.to_obj() for r in all_rows]})
-        return 1 if bad else 0
+        return EXIT_FINDING if bad else EXIT_OK
     out = console()
     small = {c.scenario for c in summary if c.operations <= SWEEP_ROWS}
     shown = [r for r in all_rows if args.full or not r.agree or r.scenario in small]
@@ -77,4 +84,4 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"{len(scenarios)} scenarios, {len(all_rows)} operations ({full} predicted at full"
               f" scope, {len(all_rows) - full} for the filter only), {len(all_rows) - bad} agree,"
               f" {bad} disagree")
-    return 1 if bad else 0
+    return EXIT_FINDING if bad else EXIT_OK

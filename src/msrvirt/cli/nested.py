@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from msrvirt.arch.nested import MERGE_LISTS, merge_list
 from msrvirt.arch.vmcs12 import CONTROL_BITS
 from msrvirt.cli import InputPath
 from msrvirt.cli.options import parse_guest, print_json
-from msrvirt.dataio import STDIN, display_path, load
+from msrvirt.dataio import display_path, load, names_file
 from msrvirt.errors import UnknownNameError, UsageError
 from msrvirt.policy.bitmap import VmxMsrBitmap
 from msrvirt.policy.policies import policy
@@ -63,7 +62,7 @@ def load_l1(spec: str, s: Scenario, l2_guest: str | None) -> L1:
         return INTERCEPT_ALL_L1
     if spec == "no-bitmaps":
         return NO_BITMAPS_L1
-    if not (spec == STDIN or spec.endswith((".json", ".toml")) or os.sep in spec):
+    if not names_file(spec):
         raise UnknownNameError("L1 profile", spec,
                                "kvm[:POLICY], intercept-all, no-bitmaps, or a .json/.toml file")
     return load(spec, lambda obj: l1_from_obj(obj, display_path(spec)))

@@ -9,15 +9,14 @@ from rich.console import Console
 
 from msrvirt.cli import InputPath, OutputPath
 from msrvirt.cli.check import add_jobs_option, jobs_of
+from msrvirt.cli.conformance import compare
 from msrvirt.cli.cost import load_costs
-from msrvirt.cli.options import parse_guest, print_json
-from msrvirt.conform.corpus import builtin, rows
+from msrvirt.cli.options import print_json
+from msrvirt.conform.corpus import builtin
 from msrvirt.conform.predict import Scope as PredictionScope
-from msrvirt.conform.predict import predict
 from msrvirt.cost.constants import ExitCosts
 from msrvirt.cost.model import PolicyCost
 from msrvirt.live import fingerprint as fp_mod
-from msrvirt.live.conformance import run_scenario
 from msrvirt.live.errors import KvmError
 from msrvirt.live.kvm import Kvm
 from msrvirt.output import check_output, write_output
@@ -59,8 +58,7 @@ def live_conformance(status: Any) -> tuple[ConformanceSummary | None, dict[str, 
         per = []
         for ps in builtin():
             status.update(f"conformance: {ps.name[:50]}")
-            result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features))
-            got = rows(ps, list(predict(host, result.guest_features, ps)), result.observed)
+            got = compare(kvm, host, ps)
             full = [r for r in got if r.predicted.scope is PredictionScope.FULL]
             per.append(ScenarioCount(name=ps.name, operations=len(got), full_scope=len(full),
                                      disagreements=sum(not r.agree for r in got),

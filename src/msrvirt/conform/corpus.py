@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from msrvirt.conform.predict import Prediction, Scope, Seen, agrees
 from msrvirt.conform.scenario import EnableExits, ProbeScenario, SetFilter, describe, ops_of, parse
-from msrvirt.errors import FileFormatError, MsrvirtError
+from msrvirt.dataio import built, parse_text
 from msrvirt.policy.decide import MsrAccess
 
 
@@ -19,18 +18,10 @@ def builtin_files() -> list[tuple[str, str]]:
     return sorted((f.name, f.read_text()) for f in root.iterdir() if f.name.endswith(".json"))
 
 
-def load_text(name: str, text: str) -> ProbeScenario:
-    """Parse one scenario file's text; FileFormatError names the file and the bad value."""
-    try:
-        return parse(json.loads(text))
-    except json.JSONDecodeError as err:
-        raise FileFormatError(name, f"not valid json: {err}") from None
-    except MsrvirtError as err:
-        raise FileFormatError(name, str(err)) from None
-
-
 def builtin() -> list[ProbeScenario]:
-    return [load_text(name, text) for name, text in builtin_files()]
+    """Every built-in scenario, in order, read by the same rules as a user's scenario file."""
+    return [built(name, parse_text(text, toml=False, name=name), parse)
+            for name, text in builtin_files()]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -202,15 +202,17 @@ def parse(obj: object) -> ProbeScenario:
     )
 
 
+def _flag(obj: Mapping[str, Any], key: str, default: bool, what: str) -> bool:
+    """The boolean ``obj[key]`` (``default`` when absent); UsageError naming ``what``."""
+    value = obj.get(key, default)
+    if not isinstance(value, bool):
+        raise UsageError(f"{what} must be true or false, not {value!r}")
+    return value
+
+
 def _vcpu_options(obj: Mapping[str, Any]) -> dict[str, bool]:
     """The optional vCPU set-up keys: enforce_pv_cpuid and hyperv (booleans)."""
-    out = {}
-    for key in ("enforce_pv_cpuid", "hyperv"):
-        value = obj.get(key, False)
-        if not isinstance(value, bool):
-            raise UsageError(f"{key} must be true or false, not {value!r}")
-        out[key] = value
-    return out
+    return {key: _flag(obj, key, False, key) for key in ("enforce_pv_cpuid", "hyperv")}
 
 
 # The two ranges of the VMX MSR bitmap (kvm-msr-facts.md section 1).
@@ -245,9 +247,7 @@ def sweep(obj: Mapping[str, Any]) -> ProbeScenario:
         raise UsageError(f"sweep keys must be among filter, ranges, seed; not {extra[0]!r}")
     seed = parse_int(spec.get("seed", 0), "sweep seed")
     ranges = _sweep_ranges(spec.get("ranges"))
-    with_filter = spec.get("filter", True)
-    if not isinstance(with_filter, bool):
-        raise UsageError(f"sweep filter must be true or false, not {with_filter!r}")
+    with_filter = _flag(spec, "filter", True, "sweep filter")
     rnd = random.Random(seed)
     flt: MsrFilter | None = None
     if with_filter:

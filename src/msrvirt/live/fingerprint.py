@@ -203,7 +203,8 @@ def take(
     """Fingerprint the host behind ``kvm``."""
     modules = kvm_modules(sys_module)
     features = kvm.msr_feature_index_list() if kvm.check_extension(Cap.GET_MSR_FEATURES) else ()
-    caps = tuple(sorted((name, kvm.check_extension(cap)) for name, cap in CAPABILITIES.items()))
+    caps = tuple(sorted((name, kvm.check_extension(cap))
+                        for name, (cap, _) in CAPABILITIES.items()))
     values = kvm.get_feature_msrs(features).entries if features else ()
     return Fingerprint(
         cpu_model=cpu_model(proc_cpuinfo),
@@ -220,9 +221,11 @@ def take(
     )
 
 
-# The capabilities that stand for KVM build options gating MSRs (KvmParams).
-CAPABILITIES: dict[str, Cap] = {"hyperv": Cap.HYPERV, "xen_hvm": Cap.XEN_HVM,
-                                "x86_smm": Cap.X86_SMM}
+# The capabilities that stand for KVM build options gating MSRs: the fingerprint's name of
+# each -> the capability, and the KvmParams field it sets.
+CAPABILITIES: dict[str, tuple[Cap, str]] = {"hyperv": (Cap.HYPERV, "hyperv"),
+                                            "xen_hvm": (Cap.XEN_HVM, "xen"),
+                                            "x86_smm": (Cap.X86_SMM, "smm")}
 # Module parameters (as /sys/module shows them) behind each KvmParams field.
 PARAMS: dict[str, tuple[str, ...]] = {
     "ignore_msrs": ("kvm.ignore_msrs",),
@@ -246,32 +249,26 @@ def kvm_params(fp: Fingerprint) -> KvmParams:
                 values[name] = parse_param(name, params[source])
                 break
     caps = dict(fp.capabilities)
-    for name, cap in (("hyperv", "hyperv"), ("xen", "xen_hvm"), ("smm", "x86_smm")):
-        if cap in caps:
-            values[name] = bool(caps[cap])
+    for name, (_, field) in CAPABILITIES.items():
+        if name in caps:
+            values[field] = bool(caps[name])
     return KvmParams(**values)  # type: ignore[arg-type]  # each value parsed for its field
 
 
-def _leaf(fp: Fingerprint, function: int, index: int = 0) -> tuple[int, int, int, int] | None:
-    for e in fp.cpuid:
-        if e.key == (function, index):
-            return e.regs
-    return None
-
-
-def kvm_pmu(fp: Fingerprint, vendor: Vendor, params: KvmParams,
-            features: frozenset[Feature]) -> PmuCaps:
-    """kvm_pmu_cap as KVM reports it: Intel CPUID 0xA; AMD 0x80000022 or the fixed counts."""
+def kvm_pmu(leaves: Mapping[tuple[int, int], tuple[int, int, int, int]], vendor: Vendor,
+            params: KvmParams, features: frozenset[Feature]) -> PmuCaps:
+    """kvm_pmu_cap as KVM reports it from the supported CPUID ``leaves`` {(function, index):
+    registers}: Intel CPUID 0xA; AMD 0x80000022 or the fixed counts."""
     if not params.enable_pmu:
         return NO_PMU
     if vendor is Vendor.INTEL:
-        regs = _leaf(fp, 0xA)
+        regs = leaves.get((0xA, 0))
         if regs is None or not regs[0] & 0xFF:
             return NO_PMU
         eax, _, _, edx = regs
         return PmuCaps(version=eax & 0xFF, gp=(eax >> 8) & 0xFF, fixed=edx & 0x1F)
     if Feature.PERFMON_V2 in features:
-        regs = _leaf(fp, 0x80000022)
+        regs = leaves.get((0x80000022, 0))
         return PmuCaps(version=2, gp=(regs[1] & 0xF) if regs else 0)
     return PmuCaps(version=1, gp=6 if Feature.PERFCTR_CORE in features else 4)
 
@@ -290,9 +287,10 @@ def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
     if vendor is None:
         raise UsageError(
             f"the CPUID vendor must be one of {sorted(VENDORS)}, not {fp.cpuid_vendor!r}")
-    features = with_implied(features_from_cpuid({e.key: e.regs for e in fp.cpuid}))
+    leaves = {e.key: e.regs for e in fp.cpuid}
+    features = with_implied(features_from_cpuid(leaves))
     params = kvm_params(fp)
-    phys = _leaf(fp, 0x80000008)
+    phys = leaves.get((0x80000008, 0))
     return HostProfile(
         name=name,
         description=f"{fp.cpu_model or 'unknown CPU'}, Linux {fp.kernel_release},"
@@ -302,7 +300,7 @@ def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
         features=features,
         msr_index_list=frozenset(fp.msr_index_list),
         params=params,
-        pmu=kvm_pmu(fp, vendor, params, features),
+        pmu=kvm_pmu(leaves, vendor, params, features),
         phys_addr_bits=(phys[0] & 0xFF) if phys and 32 <= phys[0] & 0xFF <= 52 else 36,
         feature_msrs=tuple(sorted((e.index, e.data) for e in fp.feature_msrs)),
         source=f"live fingerprint: KVM_GET_SUPPORTED_CPUID and KVM_GET_MSR_INDEX_LIST on Linux"
