@@ -9,13 +9,13 @@ import re
 
 import pytest
 
+from msrvirt.conform.corpus import Counts
 from msrvirt.cost.workload import workload
 from msrvirt.review.evidence import (
     REVIEW_RATE,
     REVIEW_WORKLOAD,
     ConformanceSummary,
     Inputs,
-    ScenarioCount,
     compute_inputs,
 )
 from msrvirt.review.judge import judge, judge_all, load_claims
@@ -30,10 +30,8 @@ TABLE = load_claims()
 # RSP1-3 again.  No SSP MSR is ever written (no supervisor shadow stacks).
 BRINGUP = workload(REVIEW_WORKLOAD).cpu_bringups.per_second
 CONFORMANCE = ConformanceSummary(host="a test host", kernel="6.19", scenarios=(
-    ScenarioCount(name="one", operations=10, full_scope=7, disagreements=0,
-                  full_scope_disagreements=0),
-    ScenarioCount(name="sweep", operations=100, full_scope=0, disagreements=0,
-                  full_scope_disagreements=0),
+    Counts(scenario="one", operations=10, full=7, disagree=0, full_disagree=0),
+    Counts(scenario="sweep", operations=100, full=0, disagree=0, full_disagree=0),
 ))
 
 
@@ -391,8 +389,7 @@ def test_conformance_reports_full_scope_and_filter_only_operations_apart(
 
 def test_conformance_disagreement_at_full_scope_fails_only_that_part(inputs: Inputs) -> None:
     bad = ConformanceSummary(host="h", kernel="k", scenarios=(
-        ScenarioCount(name="s", operations=10, full_scope=4, disagreements=1,
-                      full_scope_disagreements=1),))
+        Counts(scenario="s", operations=10, full=4, disagree=1, full_disagree=1),))
     from dataclasses import replace
     r = judge(TABLE.claim("model-matches-kernel"), replace(inputs, conformance=bad))
     assert [s.judgement for s in r.scopes] == [F, H] and r.judgement is P

@@ -33,7 +33,7 @@ def test_the_review_splits_the_corpus_by_prediction_scope_as_the_rows_say(kvm: K
         result = run_scenario(kvm, ps, parse_guest(ps.guest, host.features))
         got = rows(ps, list(predict(host, result.guest_features, ps)), result.observed)
         full = [r for r in got if r.predicted.scope is Scope.FULL]
-        assert (counted.name, counted.operations, counted.full_scope) == (ps.name, len(got), len(full))
+        assert (counted.scenario, counted.operations, counted.full) == (ps.name, len(got), len(full))
         assert counted.filter_only == len(got) - len(full)
     inputs: Any = SimpleNamespace(conformance=summary)
     r = judge(load_claims().claim("model-matches-kernel"), inputs)

@@ -12,8 +12,7 @@ from msrvirt.cli.check import add_jobs_option, jobs_of
 from msrvirt.cli.conformance import compare
 from msrvirt.cli.cost import load_costs
 from msrvirt.cli.options import print_json
-from msrvirt.conform.corpus import builtin
-from msrvirt.conform.predict import Scope as PredictionScope
+from msrvirt.conform.corpus import builtin, scenario_counts
 from msrvirt.cost.constants import ExitCosts
 from msrvirt.cost.model import PolicyCost
 from msrvirt.live import fingerprint as fp_mod
@@ -23,7 +22,7 @@ from msrvirt.output import check_output, write_output
 from msrvirt.report.cost import cost_json, sweep_plot_png
 from msrvirt.report.review import checks_json, claim_json, claims_table, counts_line, html_report
 from msrvirt.report.tables import console
-from msrvirt.review.evidence import SWEEP_RATES, ConformanceSummary, ScenarioCount, compute_inputs
+from msrvirt.review.evidence import SWEEP_RATES, ConformanceSummary, compute_inputs
 from msrvirt.review.judge import judge_all, load_claims
 from msrvirt.review.kinds import designs_needed
 
@@ -58,11 +57,7 @@ def live_conformance(status: Any) -> tuple[ConformanceSummary | None, dict[str, 
         per = []
         for ps in builtin():
             status.update(f"conformance: {ps.name[:50]}")
-            got = compare(kvm, host, ps)
-            full = [r for r in got if r.predicted.scope is PredictionScope.FULL]
-            per.append(ScenarioCount(name=ps.name, operations=len(got), full_scope=len(full),
-                                     disagreements=sum(not r.agree for r in got),
-                                     full_scope_disagreements=sum(not r.agree for r in full)))
+            per.append(scenario_counts(ps.name, compare(kvm, host, ps)))
     summary = ConformanceSummary(host=host.description, kernel=fp.kernel_release,
                                  scenarios=tuple(per))
     return summary, fp.to_obj(), f"conformance on {host.description}"
@@ -115,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
             "checks": checks_json(inputs.checks),
             "cost": cost_json(list(inputs.costs.values()), exit_costs),
             "conformance": None if conformance is None else {
-                "scenarios": [{"scenario": sc.name, "operations": sc.operations,
-                               "full_scope": sc.full_scope, "filter_only": sc.filter_only,
-                               "disagree": sc.disagreements}
+                "scenarios": [{"scenario": sc.scenario, "operations": sc.operations,
+                               "full_scope": sc.full, "filter_only": sc.filter_only,
+                               "disagree": sc.disagree}
                               for sc in conformance.scenarios],
                 "operations": conformance.operations,
                 "full_scope": conformance.full_scope,
-                "filter_only": conformance.operations - conformance.full_scope,
+                "filter_only": conformance.filter_only,
                 "disagreements": conformance.disagreements},
             "html": args.html,
         })

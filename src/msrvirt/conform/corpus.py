@@ -58,12 +58,13 @@ def rows(ps: ProbeScenario, predicted: list[Prediction], observed: tuple[Seen, .
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Counts:
     """One scenario's operations: how many predicted at full scope, for the filter only, and
-    how many disagree (at either scope)."""
+    how many disagree (at either scope, and at full scope)."""
 
     scenario: str
     operations: int
     full: int
     disagree: int
+    full_disagree: int
 
     @property
     def filter_only(self) -> int:
@@ -76,6 +77,7 @@ class Counts:
 
 def scenario_counts(name: str, got: list[Row]) -> Counts:
     """The counts of one scenario's rows."""
-    return Counts(scenario=name, operations=len(got),
-                  full=sum(r.predicted.scope is Scope.FULL for r in got),
-                  disagree=sum(not r.agree for r in got))
+    full = [r for r in got if r.predicted.scope is Scope.FULL]
+    return Counts(scenario=name, operations=len(got), full=len(full),
+                  disagree=sum(not r.agree for r in got),
+                  full_disagree=sum(not r.agree for r in full))

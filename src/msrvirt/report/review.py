@@ -277,9 +277,9 @@ def html_report(*, claims: Sequence[Any], checks: dict[str, DesignCheck],
                      "<th>scenario</th><th>operations</th><th>full scope</th>"
                      "<th>filter only</th><th>disagree</th></tr></thead><tbody>")
         for sc in conformance.scenarios:
-            parts.append(f"<tr><td>{_e(sc.name)}</td><td>{sc.operations:,}</td>"
-                         f"<td>{sc.full_scope:,}</td><td>{sc.filter_only:,}</td>"
-                         f"<td>{sc.disagreements}</td></tr>")
+            parts.append(f"<tr><td>{_e(sc.scenario)}</td><td>{sc.operations:,}</td>"
+                         f"<td>{sc.full:,}</td><td>{sc.filter_only:,}</td>"
+                         f"<td>{sc.disagree}</td></tr>")
         parts.append("</tbody></table>")
     parts.append("<h2>Reproduce</h2><pre>make run            # this report\n"
                  "msrvirt explain     # intercept decisions\nmsrvirt check --all-designs\n"

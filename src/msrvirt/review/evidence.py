@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from msrvirt.check.explore import DesignCheck
 from msrvirt.check.parallel import CheckJob, check_all
+from msrvirt.conform.corpus import Counts
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
 from msrvirt.cost.model import PolicyCost, estimate, sweep
 from msrvirt.cost.workload import Workload, workload
@@ -22,47 +23,30 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ScenarioCount:
-    """One conformance scenario's operations, split by how much of each the model predicts."""
-
-    name: str
-    operations: int
-    full_scope: int  # predicted in full: result, exit reason and value
-    disagreements: int  # over all its operations
-    full_scope_disagreements: int
-
-    @property
-    def filter_only(self) -> int:
-        """Operations of which only the filter decision is predicted."""
-        return self.operations - self.full_scope
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConformanceSummary:
-    """What `msrvirt conformance` found on this host (measured by the CLI through live/)."""
+    """What `msrvirt conformance` found on this host (measured by the CLI through live/):
+    each built-in scenario's counts, and their totals."""
 
     host: str  # the host profile's description
     kernel: str
-    scenarios: tuple[ScenarioCount, ...]
-
-    def _total(self, field: str) -> int:
-        return sum(getattr(s, field) for s in self.scenarios)
+    scenarios: tuple[Counts, ...]
 
     @property
     def operations(self) -> int:
-        return self._total("operations")
+        return sum(s.operations for s in self.scenarios)
 
     @property
     def disagreements(self) -> int:
-        return self._total("disagreements")
+        return sum(s.disagree for s in self.scenarios)
 
     @property
     def full_scope(self) -> int:
-        return self._total("full_scope")
+        """Operations predicted in full: result, exit reason and value."""
+        return sum(s.full for s in self.scenarios)
 
     @property
     def full_scope_disagreements(self) -> int:
-        return self._total("full_scope_disagreements")
+        return sum(s.full_disagree for s in self.scenarios)
 
     @property
     def filter_only(self) -> int:

@@ -602,8 +602,8 @@ def conformance(need: Need, inputs: Inputs) -> Evidence:
                    f" at full scope, {c.filter_only:,} for the filter decision only)")
     if ops:
         summary += f": {bad:,} disagree"
-    detail = [f"{s.name}: {s.operations:,} operations, {s.full_scope:,} at full scope,"
-              f" {s.disagreements:,} disagree" for s in c.scenarios]
+    detail = [f"{s.scenario}: {s.operations:,} operations, {s.full:,} at full scope,"
+              f" {s.disagree:,} disagree" for s in c.scenarios]
     return _evidence(need, bad == 0, summary, detail, (("operations", ops), ("disagreements", bad)))
 
 
