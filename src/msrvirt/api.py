@@ -28,7 +28,7 @@ from msrvirt.arch.hosts import HOSTS, HostProfile, with_implied
 from msrvirt.arch.hosts import host as builtin_host
 from msrvirt.arch.kvm import Access, ExitReason
 from msrvirt.arch.msrs import display_name, resolve_index, resolve_pattern
-from msrvirt.dataio import STDIN, built, display_path, load, read_data_file
+from msrvirt.dataio import STDIN, built, display_path, load, names_file, read_data_file
 from msrvirt.errors import FilterError, UsageError
 from msrvirt.policy.bitmap import MsrBitmap
 from msrvirt.policy.decide import Decision, Initiator, MsrAccess, explain_msr
@@ -68,7 +68,7 @@ def host(spec: str | HostProfile = "intel-fred") -> HostProfile:
 
         with Kvm() as kvm:
             return host_profile(take(kvm))
-    if spec in HOSTS or not (spec == STDIN or spec.endswith((".json", ".toml")) or "/" in spec):
+    if spec in HOSTS or not names_file(spec):
         return builtin_host(spec)
     obj = read_data_file(spec)
     name = "stdin" if spec == STDIN else os.path.splitext(os.path.basename(spec))[0]
