@@ -156,6 +156,56 @@ class PmuCaps:
 NO_PMU = PmuCaps()
 
 
+# Module parameters (as /sys/module shows them) behind each KvmParams field.
+MODULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "ignore_msrs": ("kvm.ignore_msrs",),
+    "report_ignored_msrs": ("kvm.report_ignored_msrs",),
+    "enable_pmu": ("kvm.enable_pmu",),
+    "enable_apicv": ("kvm_intel.enable_apicv", "kvm_amd.avic"),
+    "enable_ipiv": ("kvm_intel.enable_ipiv",),
+    "nested": ("kvm_intel.nested", "kvm_amd.nested"),
+    "pt_mode": ("kvm_intel.pt_mode",),
+    "lbrv": ("kvm_amd.lbrv",),
+}
+
+
+def params_from(module_params: Mapping[str, str], build: Mapping[str, bool]) -> KvmParams:
+    """KvmParams from the module parameters {"module.param": text} a host shows and the
+    build options ``build`` {field: on} its capabilities tell; KVM's default for the rest."""
+    values: dict[str, object] = dict(build)
+    for name, sources in MODULE_PARAMS.items():
+        for source in sources:
+            if source in module_params:
+                values[name] = parse_param(name, module_params[source])
+                break
+    return KvmParams(**values)  # type: ignore[arg-type]  # each value parsed for its field
+
+
+def reported_pmu(leaves: Mapping[tuple[int, int], tuple[int, int, int, int]], vendor: Vendor,
+                 params: KvmParams, features: frozenset[Feature]) -> PmuCaps:
+    """kvm_pmu_cap as KVM reports it from the supported CPUID ``leaves`` {(function, index):
+    registers}: Intel CPUID 0xA; AMD 0x80000022 or the fixed counts."""
+    if not params.enable_pmu:
+        return NO_PMU
+    if vendor is Vendor.INTEL:
+        regs = leaves.get((0xA, 0))
+        if regs is None or not regs[0] & 0xFF:
+            return NO_PMU
+        eax, _, _, edx = regs
+        return PmuCaps(version=eax & 0xFF, gp=(eax >> 8) & 0xFF, fixed=edx & 0x1F)
+    if Feature.PERFMON_V2 in features:
+        regs = leaves.get((0x80000022, 0))
+        return PmuCaps(version=2, gp=(regs[1] & 0xF) if regs else 0)
+    return PmuCaps(version=1, gp=6 if Feature.PERFCTR_CORE in features else 4)
+
+
+def reported_phys_addr_bits(leaves: Mapping[tuple[int, int], tuple[int, int, int, int]]) -> int:
+    """MAXPHYADDR from CPUID.0x80000008:EAX[7:0] as KVM reports it; 36 without that leaf or
+    with a value outside 32-52."""
+    phys = leaves.get((0x80000008, 0))
+    return (phys[0] & 0xFF) if phys and 32 <= phys[0] & 0xFF <= 52 else 36
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostProfile:
     """A host: vendor, KVM backend, what KVM reports, and KVM's module parameters."""

@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from msrvirt.arch.cpuid import Feature
 from msrvirt.arch.hosts import (
-    NO_PMU,
     HostProfile,
     KvmParams,
-    PmuCaps,
     features_from_cpuid,
-    parse_param,
+    params_from,
+    reported_phys_addr_bits,
+    reported_pmu,
     with_implied,
 )
 from msrvirt.arch.kvm import Backend, Vendor
@@ -226,51 +225,12 @@ def take(
 CAPABILITIES: dict[str, tuple[Cap, str]] = {"hyperv": (Cap.HYPERV, "hyperv"),
                                             "xen_hvm": (Cap.XEN_HVM, "xen"),
                                             "x86_smm": (Cap.X86_SMM, "smm")}
-# Module parameters (as /sys/module shows them) behind each KvmParams field.
-PARAMS: dict[str, tuple[str, ...]] = {
-    "ignore_msrs": ("kvm.ignore_msrs",),
-    "report_ignored_msrs": ("kvm.report_ignored_msrs",),
-    "enable_pmu": ("kvm.enable_pmu",),
-    "enable_apicv": ("kvm_intel.enable_apicv", "kvm_amd.avic"),
-    "enable_ipiv": ("kvm_intel.enable_ipiv",),
-    "nested": ("kvm_intel.nested", "kvm_amd.nested"),
-    "pt_mode": ("kvm_intel.pt_mode",),
-    "lbrv": ("kvm_amd.lbrv",),
-}
-
-
 def kvm_params(fp: Fingerprint) -> KvmParams:
     """The module parameters and build options in force (KVM's default where not readable)."""
-    params = dict(fp.module_params)
-    values: dict[str, object] = {}
-    for name, sources in PARAMS.items():
-        for source in sources:
-            if source in params:
-                values[name] = parse_param(name, params[source])
-                break
     caps = dict(fp.capabilities)
-    for name, (_, field) in CAPABILITIES.items():
-        if name in caps:
-            values[field] = bool(caps[name])
-    return KvmParams(**values)  # type: ignore[arg-type]  # each value parsed for its field
-
-
-def kvm_pmu(leaves: Mapping[tuple[int, int], tuple[int, int, int, int]], vendor: Vendor,
-            params: KvmParams, features: frozenset[Feature]) -> PmuCaps:
-    """kvm_pmu_cap as KVM reports it from the supported CPUID ``leaves`` {(function, index):
-    registers}: Intel CPUID 0xA; AMD 0x80000022 or the fixed counts."""
-    if not params.enable_pmu:
-        return NO_PMU
-    if vendor is Vendor.INTEL:
-        regs = leaves.get((0xA, 0))
-        if regs is None or not regs[0] & 0xFF:
-            return NO_PMU
-        eax, _, _, edx = regs
-        return PmuCaps(version=eax & 0xFF, gp=(eax >> 8) & 0xFF, fixed=edx & 0x1F)
-    if Feature.PERFMON_V2 in features:
-        regs = leaves.get((0x80000022, 0))
-        return PmuCaps(version=2, gp=(regs[1] & 0xF) if regs else 0)
-    return PmuCaps(version=1, gp=6 if Feature.PERFCTR_CORE in features else 4)
+    return params_from(dict(fp.module_params),
+                       {field: bool(caps[name]) for name, (_, field) in CAPABILITIES.items()
+                        if name in caps})
 
 
 def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
@@ -290,7 +250,6 @@ def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
     leaves = {e.key: e.regs for e in fp.cpuid}
     features = with_implied(features_from_cpuid(leaves))
     params = kvm_params(fp)
-    phys = leaves.get((0x80000008, 0))
     return HostProfile(
         name=name,
         description=f"{fp.cpu_model or 'unknown CPU'}, Linux {fp.kernel_release},"
@@ -300,8 +259,8 @@ def host_profile(fp: Fingerprint, *, name: str = "live") -> HostProfile:
         features=features,
         msr_index_list=frozenset(fp.msr_index_list),
         params=params,
-        pmu=kvm_pmu(leaves, vendor, params, features),
-        phys_addr_bits=(phys[0] & 0xFF) if phys and 32 <= phys[0] & 0xFF <= 52 else 36,
+        pmu=reported_pmu(leaves, vendor, params, features),
+        phys_addr_bits=reported_phys_addr_bits(leaves),
         feature_msrs=tuple(sorted((e.index, e.data) for e in fp.feature_msrs)),
         source=f"live fingerprint: KVM_GET_SUPPORTED_CPUID and KVM_GET_MSR_INDEX_LIST on Linux"
         f" {fp.kernel_release}",
