@@ -10,8 +10,18 @@ from dataclasses import replace
 import pytest
 
 from msrvirt.arch.cpuid import Feature
-from msrvirt.arch.hosts import HOSTS, KvmParams, PtMode, host
-from msrvirt.arch.kvm import U64, Access, ExitReason, KvmRet
+from msrvirt.arch.hosts import (
+    HOSTS,
+    NO_PMU,
+    KvmParams,
+    PmuCaps,
+    PtMode,
+    host,
+    params_from,
+    reported_phys_addr_bits,
+    reported_pmu,
+)
+from msrvirt.arch.kvm import U64, Access, ExitReason, KvmRet, Vendor
 from msrvirt.arch.msrs import index_of
 from msrvirt.policy.decide import Decision, Initiator, MsrAccess, Outcome, advertised, decide, feature_listed
 from msrvirt.policy.policies import policy
@@ -429,6 +439,47 @@ def test_kvm_params_default_to_kvms_defaults() -> None:
     p = KvmParams()
     assert (p.ignore_msrs, p.enable_pmu, p.enable_apicv, p.nested, p.pt_mode) == (
         False, True, True, True, PtMode.SYSTEM)
+
+
+
+# What a fingerprint's raw data means (arch/hosts.py): module parameters, kvm_pmu_cap, MAXPHYADDR.
+def test_module_parameters_as_sysfs_shows_them_set_their_fields() -> None:
+    p = params_from({"kvm.ignore_msrs": "Y", "kvm.enable_pmu": "N", "kvm_amd.avic": "0",
+                     "kvm_intel.pt_mode": "1", "kvm.unrelated": "Y"}, {"hyperv": False})
+    assert (p.ignore_msrs, p.enable_pmu, p.enable_apicv, p.pt_mode, p.hyperv) == (
+        True, False, False, PtMode.HOST_GUEST, False)
+    assert params_from({}, {}) == KvmParams()
+
+
+_LEAVES = {(0xA, 0): (0x0730_0802, 0, 0, 0x0000_0603),  # Intel: v2, 8 GP, 3 fixed (48-bit)
+           (0x80000022, 0): (0, 0x0000_0005, 0, 0),  # AMD PerfMonV2: 5 GP counters
+           (0x80000008, 0): (0x0000_3030, 0, 0, 0)}  # MAXPHYADDR 48
+
+
+@pytest.mark.parametrize(("vendor", "features", "leaves", "want"), [
+    # pmu.c kvm_init_pmu_capability / perf_get_x86_pmu_capability: CPUID.0xA EAX[7:0]
+    # version, EAX[15:8] GP counters, EDX[4:0] fixed counters.
+    (Vendor.INTEL, frozenset(), _LEAVES, PmuCaps(version=2, gp=8, fixed=3)),
+    (Vendor.INTEL, frozenset(), {}, NO_PMU),
+    # AMD: PerfMonV2 reports its counters in 0x80000022 EBX[3:0]; else 6 with PerfCtrCore, 4.
+    (Vendor.AMD, frozenset({Feature.PERFMON_V2}), _LEAVES, PmuCaps(version=2, gp=5)),
+    (Vendor.AMD, frozenset({Feature.PERFCTR_CORE}), {}, PmuCaps(version=1, gp=6)),
+    (Vendor.AMD, frozenset(), {}, PmuCaps(version=1, gp=4)),
+], ids=["an Intel host reports CPUID 0xA's version and counters",
+        "an Intel host without leaf 0xA has no PMU",
+        "an AMD PerfMonV2 host reports 0x80000022's counters",
+        "an AMD host with PerfCtrCore has six counters",
+        "an older AMD host has four counters"])
+def test_kvm_reports_the_pmu_from_the_supported_cpuid(vendor: Vendor, features: frozenset[Feature],
+                                                     leaves: dict[tuple[int, int], tuple[int, int, int, int]],
+                                                     want: PmuCaps) -> None:
+    assert reported_pmu(leaves, vendor, KvmParams(), features) == want
+    assert reported_pmu(leaves, vendor, KvmParams(enable_pmu=False), features) == NO_PMU
+
+
+def test_maxphyaddr_comes_from_leaf_0x80000008_or_defaults_to_36() -> None:
+    assert reported_phys_addr_bits(_LEAVES) == 48
+    assert reported_phys_addr_bits({}) == 36
 
 
 # Exactness and exit reasons.
