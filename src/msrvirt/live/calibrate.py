@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from msrvirt.arch.kvm import ExitReason
+from msrvirt.arch.msrs import index_of
 from msrvirt.live.asm import Asm16, Program
 from msrvirt.live.errors import UnexpectedExit
 from msrvirt.live.exits import Hlt, MsrAnswer, X86Rdmsr
@@ -31,7 +32,7 @@ from msrvirt.live.kvm import Kvm, Vcpu
 from msrvirt.live.probe import Probe
 
 LOOP_ADDR = 0x4000  # after the probe program, below its op table (probe.py's layout)
-PAT = 0x277
+PAT = index_of("IA32_PAT")
 PAT_RESET = 0x0007040600070406  # the power-on value (SDM Vol. 3A, "PAT MSR")
 UNKNOWN_MSR = 0x474F4F00  # no MSR: KVM sends it to userspace (the upstream selftest's)
 DEFAULT_ITERATIONS = 20000
