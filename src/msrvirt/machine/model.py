@@ -601,6 +601,7 @@ def slot_bits(intercepted: Callable[[int, Access], bool]) -> int:
     return sum(_bit(s, a) for s in SLOTS for a in (Access.R, Access.W) if intercepted(s.msr, a))
 
 
+@lru_cache(maxsize=64)
 def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
     """The BITMAP bits compute_intercepts gives for every (GuestCpu, FilterChoice)."""
     hostp = host(HOST_PROFILE)
@@ -745,7 +746,6 @@ class Machine:
         self.model = declare(design, bounds)
         self.program: Program = compile_program(self.model)
         self.layout = self.program.layout
-        self._masks = intercept_masks(design)
         self._index = {decl.event: i for i, decl in enumerate(self.model.events)}
         self._enabled: dict[int, tuple[Event, ...]] = {}
         self._exprs: dict[Expr, Callable[[int], int]] = {}
@@ -823,7 +823,7 @@ class Machine:
 
     def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
         """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
-        return self._masks[int(cpu), int(flt)]
+        return intercept_masks(self.design)[int(cpu), int(flt)]
 
 
 @lru_cache(maxsize=64)
