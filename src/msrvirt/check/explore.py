@@ -144,9 +144,8 @@ def explore(machine: Machine, *, depth: int | None = None,
     init = prog.initial
     # State checks still pending: (invariant index, check, bits it reads, projections judged OK)
     state_pending = [(k, fn, mask, set[int]())
-                     for (k, _), fn, mask in zip(
-                         [(k, i) for k, i in enumerate(invs) if i.scope is Scope.STATE],
-                         prog.state_checks, prog.check_masks, strict=True)]
+                     for k, fn, mask in zip([k for k, i in enumerate(invs) if i.scope is Scope.STATE],
+                                            prog.state_checks, prog.check_masks, strict=True)]
 
     def judge_state(s: State, level: int, changed: int) -> None:
         nonlocal state_pending
