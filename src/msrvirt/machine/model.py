@@ -71,7 +71,7 @@ from msrvirt.machine.spec import (
     table,
     when,
 )
-from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
+from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter, bitmap_size_bytes
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.scenario import Scenario
 
@@ -159,12 +159,15 @@ class FilterChoice(IntEnum):
         return _FILTERS[self]
 
 
-# DEFAULT_ALLOW with one R|W range over the nine FRED MSRs whose bits are all 0 (deny).
+def deny_filter(base: int, nmsrs: int) -> MsrFilter:
+    """DEFAULT_ALLOW with one R|W range over ``nmsrs`` MSRs from ``base``, its bits all 0 (deny)."""
+    return MsrFilter(ranges=(FilterRange(flags=int(Access.RW), base=base, nmsrs=nmsrs,
+                                         allow_bits=bytes(bitmap_size_bytes(nmsrs))),))
+
+
 _FILTERS = {
     FilterChoice.NONE: NO_FILTER,
-    FilterChoice.DENY_FRED: MsrFilter(ranges=(
-        FilterRange(flags=int(Access.RW), base=msrs.FRED_MSRS[0].index,
-                    nmsrs=len(msrs.FRED_MSRS), allow_bits=bytes(8)),)),
+    FilterChoice.DENY_FRED: deny_filter(msrs.FRED_MSRS[0].index, len(msrs.FRED_MSRS)),  # all nine
 }
 
 

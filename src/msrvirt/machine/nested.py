@@ -85,6 +85,7 @@ from msrvirt.machine.model import (
     Ring,
     Slot,
     context_switch,
+    deny_filter,
     exc_stack,
     exit_to_user,
     guest_value,
@@ -119,7 +120,7 @@ from msrvirt.machine.spec import (
     when,
 )
 from msrvirt.policy.bitmap import VmxMsrBitmap
-from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
+from msrvirt.policy.filter import NO_FILTER, MsrFilter
 from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.nested import kvm_l1, merge_bitmaps
 from msrvirt.policy.policies import Policy
@@ -158,8 +159,7 @@ class L0Filter(IntEnum):
 _EIGHT = msrs.FRED_MSRS[1:]  # FRED_RSP1 .. FRED_CONFIG, consecutive indices
 _L0_FILTERS = {
     L0Filter.NONE: NO_FILTER,
-    L0Filter.DENY: MsrFilter(ranges=(FilterRange(
-        flags=int(Access.RW), base=_EIGHT[0].index, nmsrs=len(_EIGHT), allow_bits=bytes(8)),)),
+    L0Filter.DENY: deny_filter(_EIGHT[0].index, len(_EIGHT)),
 }
 
 
