@@ -260,13 +260,16 @@ def is_guest_value(value: int) -> bool:
 VCPU_TASK = 0  # task 0 is the vCPU thread (its user mode is the VMM)
 
 
+# The fixed symbols, in value order, with the names traces print.
+_FIXED_NAMES = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
+                HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack",
+                L1_EXC: "L1-exc", L1_TOP: "top(L1 VMM)", L1_PL0: "L1-pl0"}
+
+
 def value_name(value: int) -> str:
     """A symbol's name, as traces print it."""
-    fixed = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
-             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack",
-             L1_EXC: "L1-exc", L1_TOP: "top(L1 VMM)", L1_PL0: "L1-pl0"}
-    if value in fixed:
-        return fixed[value]
+    if value in _FIXED_NAMES:
+        return _FIXED_NAMES[value]
     if value >= _GUEST:
         return f"g{value - _GUEST}"
     if value >= _TOP:
@@ -303,8 +306,7 @@ DEFAULT_BOUNDS = Bounds()
 
 
 def _symbols(b: Bounds) -> tuple[int, ...]:
-    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP, OTHER_STACK, L1_EXC, L1_TOP,
-            L1_PL0,
+    return (*_FIXED_NAMES,
             *(exc_stack(c) for c in range(b.cpus)), *(stack_top(t) for t in range(b.tasks)),
             *(guest_value(k) for k in range(b.values + 1)))
 
