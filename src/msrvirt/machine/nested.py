@@ -518,21 +518,22 @@ def declare_nested(d: Design, b: Bounds) -> Model:
         event(all_of(outside, ne(L0_FILTER, f0)), assign(L0_FILTER, f0), assign(REQ, 1),
               kind=NestedEv.L0_SET_FILTER, choice=int(f0))
     variables = (*_L0_FIELDS, *_NESTED_FIELDS, *_CPU0_FIELDS)
-    return Model(variables=variables, initial=tuple(_initial(d, v) for v in variables),
-                 events=tuple(events), bounds=b)
+    fixed = _initial(d)
+    return Model(variables=variables, events=tuple(events), bounds=b, initial=tuple(
+        int(fixed.get(v, v.field.initial_value(v.cpu, v.key))) for v in variables))
 
 
-def _initial(d: Design, v: Var) -> int:
-    """The first state: the vCPU runs L1's kernel (its KVM, about to VMLAUNCH L2) on CPU 0.
+def _initial(d: Design) -> dict[Var, int]:
+    """The first state, where it differs from the fields' initial values: the vCPU runs L1's
+    kernel (its KVM, about to VMLAUNCH L2) on CPU 0.
 
     L0's guest state is loaded and the MSRs hold L1's values; L2 was created by L1 with its
     reset values (vmcs12 dirty from L1's VMPTRLD); no filter anywhere.
     """
     vmcs01 = vmcs01_masks(d)[int(L0Filter.NONE),]
-    fixed = {
+    return {
         MODE_OF[0]: Mode.GUEST, LOADED: 0, VMCS_CPU: 0, VMCS_HOST[Slot.RSP1]: exc_stack(0),
         HW[0, Slot.RSP0]: L1_TOP, HW[0, Slot.RSP1]: L1_EXC, HW[0, Slot.PL0_SSP]: L1_PL0,
         SOFT_RSP0: L1_TOP, XSAVE_PL0: L1_PL0, VMCS_GUEST[Slot.RSP1]: L1_EXC,
         BITMAP_BITS: vmcs01, VMCS02_BITS: vmcs02_masks(d)[vmcs01, int(FilterChoice.NONE)],
     }
-    return int(fixed.get(v, v.field.initial_value(v.cpu, v.key)))
