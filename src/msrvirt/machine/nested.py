@@ -5,7 +5,8 @@ A nested design (`Design.nested`) is declared here, in the language of
 it reuses that module's fields for what L0 keeps for the vCPU whatever level it runs (the
 CPU's FRED MSRs, the rsp0 cache, the lazy RSP0 copy and the CET state of the vCPU,
 vmcs01 with its bitmap, the vCPU thread) and its statements for L0's own code
-(`vcpu_load`, `vcpu_put`, `load_guest_state`, `exit_to_user`, `kvm_set`), and adds L1,
+(`vcpu_load`, `load_guest_state`, `exit_to_user`, `kvm_set`, and the host's context switch
+and KVM_RUN's return: `context_switch`, `kvm_run_return`), and adds L1,
 L2, vmcs02 and vmcs12.  docs/nested.md and docs/check.md give the model and why each
 abstraction is sound.  The rules come from Linux v6.19 (matankalina/linux-6.19.10-fork
 @094d869456d2), arch/x86/kvm/vmx/nested.c, with the FRED series' v9 patch 19 ("KVM:
