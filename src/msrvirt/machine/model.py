@@ -758,12 +758,8 @@ class Machine:
 
     def __init__(self, design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.design = design
-        if design.nested is not None:
-            from msrvirt.machine.nested import nested_bounds  # it imports this module
-
-            bounds = nested_bounds(bounds)
-        self.bounds = bounds
         self.model = declare(design, bounds)
+        self.bounds: Bounds = self.model.bounds  # a nested design's own (`nested_bounds`)
         self.program: Program = compile_program(self.model)
         self.layout = self.program.layout
         self._index = {decl.event: i for i, decl in enumerate(self.model.events)}
