@@ -25,7 +25,7 @@ parent-pointer search in the same order keeps.  Violations are values
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -85,6 +85,13 @@ class Result:
         """The shortest counterexample (ties: the invariant listed first)."""
         ordered = [self.counterexamples[n] for n in self.verdicts if n in self.counterexamples]
         return min(ordered, key=len) if ordered else None
+
+
+def verdicts_of(invariants: Sequence[Invariant],
+                counterexamples: Mapping[str, Counterexample]) -> dict[str, Verdict]:
+    """Each invariant's verdict, in ``invariants`` order: FAILS where it has a counterexample."""
+    return {i.name: Verdict.FAILS if i.name in counterexamples else Verdict.HOLDS
+            for i in invariants}
 
 
 @lru_cache(maxsize=16)
@@ -229,9 +236,7 @@ def explore(machine: Machine, *, depth: int | None = None,
     seconds = time.perf_counter() - start
     counterexamples = {invs[k].name: _counterexample(machine, prog, memos, levels, invs[k].name, f)
                        for k, f in found.items()}
-    verdicts = {i.name: Verdict.FAILS if i.name in counterexamples else Verdict.HOLDS
-                for i in invs}
-    return Result(verdicts=verdicts, counterexamples=counterexamples, states=n,
+    return Result(verdicts=verdicts_of(invs, counterexamples), counterexamples=counterexamples, states=n,
                   transitions=transitions, depth=level, complete=not frontier, seconds=seconds)
 
 
