@@ -25,7 +25,7 @@ parent-pointer search in the same order keeps.  Violations are values
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -87,6 +87,13 @@ class Result:
         return min(ordered, key=len) if ordered else None
 
 
+def verdicts_of(invariants: Sequence[Invariant],
+                counterexamples: Mapping[str, Counterexample]) -> dict[str, Verdict]:
+    """Each invariant's verdict, in ``invariants`` order: FAILS where it has a counterexample."""
+    return {i.name: Verdict.FAILS if i.name in counterexamples else Verdict.HOLDS
+            for i in invariants}
+
+
 @lru_cache(maxsize=16)
 def judged_program(machine: Machine, invariants: tuple[Invariant, ...] = INVARIANTS) -> Program:
     """``machine``'s declaration compiled with the checks of ``invariants``."""
@@ -144,9 +151,8 @@ def explore(machine: Machine, *, depth: int | None = None,
     init = prog.initial
     # State checks still pending: (invariant index, check, bits it reads, projections judged OK)
     state_pending = [(k, fn, mask, set[int]())
-                     for (k, _), fn, mask in zip(
-                         [(k, i) for k, i in enumerate(invs) if i.scope is Scope.STATE],
-                         prog.state_checks, prog.check_masks, strict=True)]
+                     for k, fn, mask in zip([k for k, i in enumerate(invs) if i.scope is Scope.STATE],
+                                            prog.state_checks, prog.check_masks, strict=True)]
 
     def judge_state(s: State, level: int, changed: int) -> None:
         nonlocal state_pending
@@ -230,9 +236,7 @@ def explore(machine: Machine, *, depth: int | None = None,
     seconds = time.perf_counter() - start
     counterexamples = {invs[k].name: _counterexample(machine, prog, memos, levels, invs[k].name, f)
                        for k, f in found.items()}
-    verdicts = {i.name: Verdict.FAILS if i.name in counterexamples else Verdict.HOLDS
-                for i in invs}
-    return Result(verdicts=verdicts, counterexamples=counterexamples, states=n,
+    return Result(verdicts=verdicts_of(invs, counterexamples), counterexamples=counterexamples, states=n,
                   transitions=transitions, depth=level, complete=not frontier, seconds=seconds)
 
 

@@ -119,7 +119,7 @@ def _guest_integrity(m: Machine, o: Observe) -> list[Require]:
 def _filter_compliance(m: Machine, o: Observe) -> list[Require]:
     if not o.direct:
         return []
-    access = Access.R if o.kind is ObsKind.GUEST_READ else Access.W
+    access = _access(o)
     return [Require(holds=filter_allows(slot, access), says=message(
         f"guest {access.label} of {slot.label} reached the hardware on cpu{o.cpu}"
         " although the filter denies it")) for slot, _ in o.items]

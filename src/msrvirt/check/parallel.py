@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from msrvirt.check.explore import DesignCheck, Result, explore
+from msrvirt.check.explore import DesignCheck, Result, check_design, explore
 from msrvirt.errors import UsageError
 from msrvirt.machine.designs import Design
 from msrvirt.machine.model import DEFAULT_BOUNDS, Bounds, declare, machine
@@ -52,45 +52,44 @@ def check_all(jobs: Sequence[CheckJob], *, processes: int | None = None,
     a host configuration its choices do not depend on, say) are explored once and share
     the result.
     """
-    keys = [(declare(j.design, j.bounds), j.depth) for j in jobs]
-    first: dict[tuple[Model, int | None], int] = {}
-    for i, key in enumerate(keys):
-        first.setdefault(key, i)
-    distinct = sorted(set(first.values()))
-    copies: dict[int, list[int]] = {}  # a distinct job's position in ``distinct`` -> its jobs
-    for i, key in enumerate(keys):
-        copies.setdefault(distinct.index(first[key]), []).append(i)
+    groups: dict[tuple[Model, int | None], list[int]] = {}  # in order of first appearance
+    for i, j in enumerate(jobs):
+        groups.setdefault((declare(j.design, j.bounds), j.depth), []).append(i)
+    copies = list(groups.values())  # per distinct job: the jobs sharing its result, it first
 
     def share(k: int, chk: DesignCheck) -> list[DesignCheck]:
-        out = [chk if i == distinct[k] else DesignCheck(
-            design=jobs[i].design, bounds=jobs[i].bounds, result=chk.result) for i in copies[k]]
+        out = [chk, *(DesignCheck(design=jobs[i].design, bounds=jobs[i].bounds, result=chk.result)
+                      for i in copies[k][1:])]
         if done is not None:
             for c in out:
                 done(c)
         return out
 
-    found = _explore_all([jobs[i] for i in distinct], processes, progress, share)
+    found = _explore_all([jobs[same[0]] for same in copies], processes, progress, share)
     results: dict[int, DesignCheck] = {}
-    for k, group in enumerate(found):
-        results.update(zip(copies[k], group, strict=True))
+    for same, group in zip(copies, found, strict=True):
+        results.update(zip(same, group, strict=True))
     return [results[i] for i in range(len(jobs))]
+
+
+def pool_size(processes: int | None) -> int:
+    """How many jobs run at once: ``processes``, or the CPU count; UsageError below 1."""
+    n = default_processes() if processes is None else processes
+    if n < 1:
+        raise UsageError(f"jobs must be at least 1, not {n}")
+    return n
 
 
 def _explore_all(jobs: Sequence[CheckJob], processes: int | None,
                  progress: DesignProgress | None,
                  share: Callable[[int, DesignCheck], list[DesignCheck]]) -> list[list[DesignCheck]]:
     """Explore distinct jobs; ``share(k, check)`` turns job k's check into its copies'."""
-    n = default_processes() if processes is None else processes
-    if n < 1:
-        raise UsageError(f"jobs must be at least 1, not {n}")
+    n = pool_size(processes)
     if n == 1 or len(jobs) <= 1:
-        out = []
-        for k, job in enumerate(jobs):
-            cb = None if progress is None else _named(progress, job.design.name)
-            chk = DesignCheck(design=job.design, bounds=job.bounds, result=explore(
-                machine(job.design, job.bounds), depth=job.depth, progress=cb))
-            out.append(share(k, chk))
-        return out
+        return [share(k, check_design(
+            job.design, job.bounds, depth=job.depth,
+            progress=None if progress is None else _named(progress, job.design.name)))
+            for k, job in enumerate(jobs)]
     ctx = multiprocessing.get_context("fork")
     queue: Any = ctx.Queue() if progress is not None else None
     drain = None

@@ -25,9 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from msrvirt.check.explore import Counterexample, Result, judged_program, violations
+from msrvirt.check.explore import Counterexample, Result, verdicts_of, violations
 from msrvirt.check.invariants import INVARIANTS, Invariant, Scope
-from msrvirt.machine.designs import Verdict
 from msrvirt.machine.model import Machine
 from msrvirt.machine.spec import Assign, Expr, If, Observe, Require, Stmt, Syntax, Var, render
 
@@ -208,7 +207,6 @@ def result(machine: Machine, pan: PanReport, trails: Sequence[str], seconds: flo
     its end (else the engines disagree: AssertionError); its message comes from there.
     """
     invs = tuple(invariants)
-    prog = judged_program(machine, invs)
     events = machine.model.events
     found: dict[str, Counterexample] = {}
     for (k, _), trail in zip(pan.errors, trails, strict=True):
@@ -216,7 +214,7 @@ def result(machine: Machine, pan: PanReport, trails: Sequence[str], seconds: flo
         if name in found:
             continue
         evs = [events[i].event for i in trail_events(trail)]
-        states, s = [], prog.initial
+        states, s = [], machine.initial()
         for ev in evs[:-1]:
             s = machine.step(s, ev)
             states.append(s)
@@ -230,12 +228,11 @@ def result(machine: Machine, pan: PanReport, trails: Sequence[str], seconds: flo
             states.append(machine.step(s, evs[-1]))
         if name not in broken:
             raise AssertionError(f"SPIN's trail for {name} does not break it in msrvirt's machine")
-        found[name] = Counterexample(invariant=name, message=broken[name], initial=prog.initial,
+        found[name] = Counterexample(invariant=name, message=broken[name], initial=machine.initial(),
                                      events=tuple(evs), states=tuple(states))
-    verdicts = {i.name: Verdict.FAILS if i.name in found else Verdict.HOLDS for i in invs}
     # pan's depth counts its first step: an exhaustive search's deepest state is at msrvirt's
     # level depth-1, pan's depth; a search cut at msrvirt's depth d stops at pan's d + 1.
-    return Result(verdicts=verdicts, counterexamples=found, states=pan.stored - 1,
+    return Result(verdicts=verdicts_of(invs, found), counterexamples=found, states=pan.stored - 1,
                   transitions=pan.transitions - 2,
                   depth=pan.depth - 1 if pan.truncated else pan.depth,
                   complete=not pan.truncated, seconds=seconds)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from msrvirt.arch.msrs import display_name
 from msrvirt.cost.constants import DEFAULT_COSTS, ExitCosts
-from msrvirt.cost.units import FRED_MSRS, Unit, unit_counts
+from msrvirt.cost.units import FRED_MSRS, Unit, unit_counts, unit_rates
 from msrvirt.cost.workload import Workload
 from msrvirt.errors import UnknownNameError
 from msrvirt.machine.designs import Design, design
@@ -77,7 +77,7 @@ def estimate(w: Workload, policy: str, costs: ExitCosts = DEFAULT_COSTS) -> Poli
 def estimate_design(w: Workload, d: Design, costs: ExitCosts = DEFAULT_COSTS) -> PolicyCost:
     """As `estimate`, for any design (a planted one too): rows scale its per-unit counts."""
     per_unit = unit_counts(d, w.guest_shstk)
-    rates = {unit: getattr(w, unit.value).per_second for unit in Unit}
+    rates = unit_rates(w)
     rows = []
     for i, msr in enumerate(FRED_MSRS):
         by_event = tuple((unit.value, per_unit[unit][i].exits * rates[unit]) for unit in Unit

@@ -25,7 +25,7 @@ from msrvirt.arch.kvm import Access
 from msrvirt.arch.msrs import display_name
 from msrvirt.arch.nested import MergeList
 from msrvirt.cost.constants import DEFAULT_COSTS, L1_ROUND_TRIP, ExitCosts, Figure
-from msrvirt.cost.units import FRED_MSRS, Unit, guest_writes
+from msrvirt.cost.units import FRED_MSRS, Unit, guest_writes, unit_rates
 from msrvirt.cost.workload import Workload
 from msrvirt.machine.model import GuestCpu
 from msrvirt.machine.nested import l0_scenario
@@ -98,7 +98,7 @@ def exit_cycles(d: L2Decision, costs: ExitCosts, round_trip: Figure = L1_ROUND_T
 def estimate_nested(w: Workload, n: Nested, costs: ExitCosts = DEFAULT_COSTS,
                     round_trip: Figure = L1_ROUND_TRIP) -> NestedCost:
     """The L0 exits, reflections and CPU time of the workload's L2 writes under ``n``."""
-    rates = {unit: getattr(w, unit.value).per_second for unit in Unit}
+    rates = unit_rates(w)
     rows = []
     for msr in FRED_MSRS:
         d = _write(n, msr)

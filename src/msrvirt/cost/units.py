@@ -27,6 +27,7 @@ from enum import Enum
 from functools import cache
 
 from msrvirt.arch import msrs
+from msrvirt.cost.workload import Workload
 from msrvirt.machine.designs import Design
 from msrvirt.machine.model import (
     BELIEF,
@@ -46,6 +47,7 @@ from msrvirt.machine.model import (
     Slot,
     State,
     guest_value,
+    machine,
 )
 
 # The ten FRED MSRs (fred-arch-facts.md section 2), reported one by one.  The machine
@@ -89,6 +91,11 @@ class Write:
 
 
 Action = Event | Write
+
+
+def unit_rates(w: Workload) -> dict[Unit, float]:
+    """How many of each unit ``w`` runs per second."""
+    return {unit: getattr(w, unit.value).per_second for unit in Unit}
 
 # Linux's FRED bring-up of a CPU, in order (arch/x86/kernel/fred.c, Linux 6.18):
 # cpu_init_fred_exceptions writes CONFIG, STKLVLS = 0, RSP0 (from the per-CPU cache) and
@@ -249,6 +256,6 @@ def unit_counts(design: Design, guest_shstk: bool) -> dict[Unit, tuple[Count, ..
     Per unit, one Count per entry of FRED_MSRS.  `explore_units` shows (in the tests) that
     the warm state is no special case.
     """
-    m = Machine(design, COST_BOUNDS)
+    m = machine(design, COST_BOUNDS)  # compiled once for both guest CPUIDs
     start = warm_state(m, guest_shstk)
     return {unit: run_unit(m, start, unit)[1] for unit in Unit}

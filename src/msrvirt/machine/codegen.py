@@ -17,7 +17,7 @@ on the bits it depends on and re-judge a state check only when its bits changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +131,9 @@ class Program:
         reads: set[Var] = set()
         body: list[str] = []
         gen.stmts(stmts, "    ", body, reads, [], [], None)
-        touched = reads | writes(stmts)
-        lines = [*gen.loads(touched, "    "), "    O = []", *body, f"    return {gen.store(writes(stmts))}"]
+        written = writes(stmts)
+        lines = [*gen.loads(reads | written, "    "), "    O = []", *body,
+                 f"    return {gen.store(written)}"]
         return gen.build("def _run(s):", lines, "_run")  # type: ignore[no-any-return]
 
 
@@ -170,13 +171,8 @@ def compile_program(model: Model, *, judges: Judges | None = None,
         reads = set()
         lines = []
         for req in reqs:
-            cid = len(checks)
-            checks.append((inv, req))
-            expr_reads(req.holds, reads)
-            args = ", ".join(gen.expr(e) for _, e in req.says.args)
-            lines.append(f"    if not {gen.expr(req.holds)}: return ({cid}, ({args}{',' if args else ''}))")
-            for _, e in req.says.args:
-                expr_reads(e, reads)
+            fails, violation = gen.check(inv, req, checks, reads)
+            lines.append(f"    if {fails}: return {violation}")
         lines = [*gen.loads(reads, "    "), *lines, "    return None"]
         state_fns.append(gen.build(f"def _check_{k}(s):", lines, f"_check_{k}"))
         check_masks.append(layout.mask(reads))
@@ -258,24 +254,34 @@ class _Gen:
             elif isinstance(st, Observe):
                 oid = len(observes)
                 observes.append(st)
-                values = [self.expr(e) for _, e in st.items]
                 for _, e in st.items:
                     expr_reads(e, reads)
-                out.append(f"{indent}O.append(({oid}, ({', '.join(values)}{',' if values else ''})))")
+                out.append(f"{indent}O.append(({oid}, {self.values(e for _, e in st.items)}))")
                 for inv, reqs in (judges(st) if judges is not None else ()):
                     keyword = "if"
                     for req in reqs:
-                        cid = len(checks)
-                        checks.append((inv, req))
-                        expr_reads(req.holds, reads)
-                        for _, e in req.says.args:
-                            expr_reads(e, reads)
-                        args = ", ".join(self.expr(e) for _, e in req.says.args)
-                        out.append(f"{indent}{keyword} not {self.expr(req.holds)}:")
-                        out.append(f"{indent}    V.append(({cid}, ({args}{',' if args else ''})))")
+                        fails, violation = self.check(inv, req, checks, reads)
+                        out.append(f"{indent}{keyword} {fails}:")
+                        out.append(f"{indent}    V.append({violation})")
                         keyword = "elif"
             else:
                 raise TypeError(f"not a statement: {st!r}")
+
+    def values(self, exprs: Iterable[Expr]) -> str:
+        """A tuple of the expressions' values, as source."""
+        parts = [self.expr(e) for e in exprs]
+        return f"({', '.join(parts)}{',' if parts else ''})"
+
+    def check(self, inv: int, req: Require, checks: list[tuple[int, Require]],
+              reads: set[Var]) -> tuple[str, str]:
+        """Number check ``req`` of invariant ``inv`` (appended to ``checks``) and add what it
+        reads to ``reads``: the source of its failure test and of its `Violation`."""
+        cid = len(checks)
+        checks.append((inv, req))
+        expr_reads(req.holds, reads)
+        for _, e in req.says.args:
+            expr_reads(e, reads)
+        return f"not {self.expr(req.holds)}", f"({cid}, {self.values(e for _, e in req.says.args)})"
 
     def build(self, head: str, body: list[str], name: str) -> Any:
         source = "\n".join([head, *body]) + "\n"

@@ -71,7 +71,7 @@ from msrvirt.machine.spec import (
     table,
     when,
 )
-from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
+from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter, bitmap_size_bytes
 from msrvirt.policy.intercepts import Intercepts, compute_intercepts
 from msrvirt.policy.scenario import Scenario
 
@@ -159,12 +159,15 @@ class FilterChoice(IntEnum):
         return _FILTERS[self]
 
 
-# DEFAULT_ALLOW with one R|W range over the nine FRED MSRs whose bits are all 0 (deny).
+def deny_filter(base: int, nmsrs: int) -> MsrFilter:
+    """DEFAULT_ALLOW with one R|W range over ``nmsrs`` MSRs from ``base``, its bits all 0 (deny)."""
+    return MsrFilter(ranges=(FilterRange(flags=int(Access.RW), base=base, nmsrs=nmsrs,
+                                         allow_bits=bytes(bitmap_size_bytes(nmsrs))),))
+
+
 _FILTERS = {
     FilterChoice.NONE: NO_FILTER,
-    FilterChoice.DENY_FRED: MsrFilter(ranges=(
-        FilterRange(flags=int(Access.RW), base=msrs.FRED_MSRS[0].index,
-                    nmsrs=len(msrs.FRED_MSRS), allow_bits=bytes(8)),)),
+    FilterChoice.DENY_FRED: deny_filter(msrs.FRED_MSRS[0].index, len(msrs.FRED_MSRS)),  # all nine
 }
 
 
@@ -257,13 +260,16 @@ def is_guest_value(value: int) -> bool:
 VCPU_TASK = 0  # task 0 is the vCPU thread (its user mode is the VMM)
 
 
+# The fixed symbols, in value order, with the names traces print.
+_FIXED_NAMES = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
+                HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack",
+                L1_EXC: "L1-exc", L1_TOP: "top(L1 VMM)", L1_PL0: "L1-pl0"}
+
+
 def value_name(value: int) -> str:
     """A symbol's name, as traces print it."""
-    fixed = {INVALID: "0", HOST_STKLVLS: "host-stklvls", HOST_CONFIG: "host-config",
-             HOST_SSP: "host-ssp", HOST_PL0_SSP: "host-pl0", OTHER_STACK: "other-stack",
-             L1_EXC: "L1-exc", L1_TOP: "top(L1 VMM)", L1_PL0: "L1-pl0"}
-    if value in fixed:
-        return fixed[value]
+    if value in _FIXED_NAMES:
+        return _FIXED_NAMES[value]
     if value >= _GUEST:
         return f"g{value - _GUEST}"
     if value >= _TOP:
@@ -300,13 +306,12 @@ DEFAULT_BOUNDS = Bounds()
 
 
 def _symbols(b: Bounds) -> tuple[int, ...]:
-    return (INVALID, HOST_STKLVLS, HOST_CONFIG, HOST_SSP, HOST_PL0_SSP, OTHER_STACK, L1_EXC, L1_TOP,
-            L1_PL0,
+    return (*_FIXED_NAMES,
             *(exc_stack(c) for c in range(b.cpus)), *(stack_top(t) for t in range(b.tasks)),
             *(guest_value(k) for k in range(b.values + 1)))
 
 
-def _bit(slot: Slot, access: Access) -> int:
+def slot_bit(slot: Slot, access: Access) -> int:
     """The BITMAP bit of one intercept: 2*slot for reads, 2*slot+1 for writes."""
     return 1 << (2 * slot + (1 if access is Access.W else 0))
 
@@ -315,7 +320,7 @@ def bitmap_text(bits: int) -> str:
     """The modelled intercept bits in words, e.g. ``intercepts PL0_SSP/rw``."""
     parts = []
     for slot in SLOTS:
-        dirs = "".join(d for d, a in (("r", Access.R), ("w", Access.W)) if bits & _bit(slot, a))
+        dirs = "".join(d for d, a in (("r", Access.R), ("w", Access.W)) if bits & slot_bit(slot, a))
         if dirs:
             parts.append(f"{slot.label.removeprefix('IA32_')}/{dirs}")
     return "intercepts " + (" ".join(parts) if parts else "none")
@@ -359,28 +364,29 @@ def _hw_initial(cpu: int | None, slot: Slot) -> int:
     return _HOST_FIXED[slot]
 
 
-def _machine(name: str, domain: Domain, initial: int, doc: str) -> Field:
-    return Field(name=name, domain=domain, initial=initial, doc=doc)
+def scalar(name: str, domain: Domain, initial: int, doc: str) -> Var:
+    """The one variable of a machine-wide field without keys."""
+    return Field(name=name, domain=domain, initial=initial, doc=doc).var
 
 
-CPUID = _machine("guest cpuid", GUEST_CPU, GuestCpu.FRED_SHSTK, "the CPUID the VMM set").var
-FILTER = _machine("msr filter", FILTER_CHOICE, FilterChoice.NONE, "the filter installed").var
+CPUID = scalar("guest cpuid", GUEST_CPU, GuestCpu.FRED_SHSTK, "the CPUID the VMM set")
+FILTER = scalar("msr filter", FILTER_CHOICE, FilterChoice.NONE, "the filter installed")
 # Initial value: the design's bitmap for the initial CPUID and filter (set by `declare`).
-BITMAP_BITS = _machine("msr bitmap", BITMAP, 0, "intercept bits of the slots (_bit)").var
-REQ = _machine("recalc request", FLAG, 0,
-               "KVM_REQ_MSR_FILTER_CHANGED pending: recompute at the next VM entry").var
-LOCKED = _machine("cpuid locked", FLAG, 0,
-                  "the vCPU ran or was configured: KVM_SET_CPUID2 may not change CPUID").var
-VMCS_CPU = _machine("vmcs on", CPU_OR_NONE, -1, "CPU the VMCS was last loaded on").var
-LOADED = _machine("guest state loaded on", CPU_OR_NONE, -1,
-                  "CPU holding the guest's RSP0/CET state (guest_state_loaded)").var
-PARKED_AT = _machine("vcpu thread parked", PARKED, Parked.USER,
-                     "where the vCPU thread is while off-CPU (USER while on a CPU)").var
-RING_OF = _machine("guest ring", RING, Ring.KERNEL, "the guest's privilege level").var
-SOFT_RSP0 = _machine("msr_guest_fred_rsp0", VALUE, _G0, "KVM's software copy of RSP0").var
-FALLBACK = _machine("fred_ssp0_fallback", VALUE, _G0, "PL0_SSP of a guest without SHSTK").var
-XSAVE_PL0 = _machine("guest xsave PL0_SSP", VALUE, _G0,
-                     "PL0_SSP in the guest's XSAVE CET supervisor state").var
+BITMAP_BITS = scalar("msr bitmap", BITMAP, 0, "intercept bits of the slots (slot_bit)")
+REQ = scalar("recalc request", FLAG, 0,
+               "KVM_REQ_MSR_FILTER_CHANGED pending: recompute at the next VM entry")
+LOCKED = scalar("cpuid locked", FLAG, 0,
+                  "the vCPU ran or was configured: KVM_SET_CPUID2 may not change CPUID")
+VMCS_CPU = scalar("vmcs on", CPU_OR_NONE, -1, "CPU the VMCS was last loaded on")
+LOADED = scalar("guest state loaded on", CPU_OR_NONE, -1,
+                  "CPU holding the guest's RSP0/CET state (guest_state_loaded)")
+PARKED_AT = scalar("vcpu thread parked", PARKED, Parked.USER,
+                     "where the vCPU thread is while off-CPU (USER while on a CPU)")
+RING_OF = scalar("guest ring", RING, Ring.KERNEL, "the guest's privilege level")
+SOFT_RSP0 = scalar("msr_guest_fred_rsp0", VALUE, _G0, "KVM's software copy of RSP0")
+FALLBACK = scalar("fred_ssp0_fallback", VALUE, _G0, "PL0_SSP of a guest without SHSTK")
+XSAVE_PL0 = scalar("guest xsave PL0_SSP", VALUE, _G0,
+                     "PL0_SSP in the guest's XSAVE CET supervisor state")
 VMCS_GUEST = Field(name="vmcs guest {key}", domain=VALUE, keys=VMCS_SLOTS, initial=_G0,
                    doc="guest-state VMCS fields (guest fields start at 0: the reset value)")
 VMCS_HOST = Field(name="vmcs host {key}", domain=VALUE, keys=VMCS_SLOTS,
@@ -406,7 +412,7 @@ FIELDS: tuple[Field, ...] = (
 # -- expressions the effects, the invariants and the cost model share ---------------------------
 
 
-def _const(v: int) -> Expr:
+def symbol(v: int) -> Expr:
     """A value symbol as a constant."""
     return Const(v, VALUE)
 
@@ -437,7 +443,7 @@ def any_in_guest(b: Bounds) -> Expr:
 
 def intercepted(slot: Slot, access: Access) -> Expr:
     """The MSR bitmap intercepts ``access`` to ``slot``."""
-    return HasBits(BITMAP_BITS, _bit(slot, access))
+    return HasBits(BITMAP_BITS, slot_bit(slot, access))
 
 
 def filter_allows(slot: Slot, access: Access) -> Expr:
@@ -454,8 +460,8 @@ def host_needs(slot: Slot, cpu: int) -> Expr:
     if slot is Slot.RSP0:
         return top_of(TASK_OF[cpu])
     if slot is Slot.RSP1:
-        return _const(exc_stack(cpu))
-    return _const(_HOST_FIXED[slot])
+        return symbol(exc_stack(cpu))
+    return symbol(_HOST_FIXED[slot])
 
 
 def at_loaded(b: Bounds, slot: Slot) -> Expr:
@@ -498,7 +504,7 @@ def vcpu_put(d: Design, c: int) -> Stmt:
     if d.put_sync is PutSync.SYNC:
         body.append(assign(CACHE[c], SOFT_RSP0))
     elif d.put_sync is PutSync.INVALIDATE:
-        body.append(assign(CACHE[c], _const(INVALID)))
+        body.append(assign(CACHE[c], symbol(INVALID)))
     return when(eq(LOADED, c), body, save_guest_cet(d, c), assign(LOADED, -1))
 
 
@@ -526,7 +532,7 @@ def hw_exit(d: Design, c: int) -> list[Stmt]:
 
 def kvm_set(b: Bounds, slot: Slot, value: int) -> Stmt | list[Stmt]:
     """__kvm_set_msr for a FRED MSR or PL0_SSP, guest- or host-initiated."""
-    v = _const(value)
+    v = symbol(value)
     if slot is Slot.RSP0:
         return [assign(SOFT_RSP0, v),
                 *(when(eq(LOADED, c), assign(HW[c, Slot.RSP0], v)) for c in range(b.cpus))]
@@ -535,6 +541,34 @@ def kvm_set(b: Bounds, slot: Slot, value: int) -> Stmt | list[Stmt]:
         return when(not_(shstk()), assign(FALLBACK, v),
                     orelse=[when(ne(LOADED, -1), loaded, orelse=[assign(XSAVE_PL0, v)])])
     return assign(VMCS_GUEST[slot], v)
+
+
+def context_switch(d: Design, b: Bounds, c: int, t: int) -> tuple[Expr, list[Stmt]]:
+    """schedule() on ``c`` switching task ``t`` in: its enabling condition and its effect.
+
+    The vCPU thread switched out inside KVM_RUN is put and parked there (kvm_sched_out) and
+    loaded again when it comes back (kvm_sched_in); any other task returns to user mode.
+    """
+    off_cpu = all_of(*(ne(TASK_OF[o], t) for o in range(b.cpus)))
+    switch_in = ([when(eq(PARKED_AT, Parked.KVM),
+                       vcpu_load(d, c), assign(MODE_OF[c], Mode.KVM),  # kvm_sched_in
+                       orelse=[assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)]),
+                  assign(PARKED_AT, Parked.USER)]  # canonical while on a CPU
+                 if t == VCPU_TASK else
+                 [assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)])
+    return all_of(ne(MODE_OF[c], Mode.GUEST), off_cpu), [
+        when(eq(TASK_OF[c], VCPU_TASK),
+             when(eq(MODE_OF[c], Mode.KVM),
+                  vcpu_put(d, c), assign(PARKED_AT, Parked.KVM),  # kvm_sched_out
+                  orelse=[assign(PARKED_AT, Parked.USER)])),
+        assign(TASK_OF[c], t), *switch_in]
+
+
+def kvm_run_return(d: Design, c: int) -> list[Stmt]:
+    """KVM_RUN returns on ``c``: vcpu_put, then the exit to user mode (fred_update_rsp0)."""
+    return [vcpu_put(d, c),
+            *([] if Fault.NO_RSP0_RESTORE_AFTER_RUN in d.faults else [exit_to_user(c)]),
+            assign(MODE_OF[c], Mode.HOST_USER)]
 
 
 def recompute(masks: dict[tuple[int, ...], int], cpuid: Expr) -> Stmt:
@@ -562,7 +596,7 @@ def host_fields(d: Design, c: int) -> list[Stmt]:
     """
     rsp = exc_stack(c) if d.host_rsp_right else OTHER_STACK
     ssp = HOST_SSP if d.host_ssp_right else INVALID
-    return [assign(VMCS_HOST[Slot.RSP1], _const(rsp)), assign(VMCS_HOST[Slot.SSP1], _const(ssp))]
+    return [assign(VMCS_HOST[Slot.RSP1], symbol(rsp)), assign(VMCS_HOST[Slot.SSP1], symbol(ssp))]
 
 
 def save_guest_cet(d: Design, c: int) -> Stmt | list[Stmt]:
@@ -571,7 +605,7 @@ def save_guest_cet(d: Design, c: int) -> Stmt | list[Stmt]:
         # Every guest FPU state carries CET_KERNEL (guest_default_mask); the host task's
         # restore (mask XFEATURE_MASK_FPSTATE) puts PL0_SSP back to the host's value.
         return [assign(XSAVE_PL0, HW[c, Slot.PL0_SSP]),
-                assign(HW[c, Slot.PL0_SSP], _const(HOST_PL0_SSP))]
+                assign(HW[c, Slot.PL0_SSP], symbol(HOST_PL0_SSP))]
     # Only a shadow-stack guest's PL0_SSP is in its XSAVE state; the host's XRSTORS leaves
     # the MSR alone, so the guest value stays there.
     return when(shstk(), assign(XSAVE_PL0, HW[c, Slot.PL0_SSP]))
@@ -598,9 +632,10 @@ def host_uses(d: Design, from_user: bool) -> tuple[Slot, ...]:
 
 def slot_bits(intercepted: Callable[[int, Access], bool]) -> int:
     """The BITMAP bits of a bitmap, given whether it intercepts (MSR index, R or W)."""
-    return sum(_bit(s, a) for s in SLOTS for a in (Access.R, Access.W) if intercepted(s.msr, a))
+    return sum(slot_bit(s, a) for s in SLOTS for a in (Access.R, Access.W) if intercepted(s.msr, a))
 
 
+@lru_cache(maxsize=64)
 def intercept_masks(d: Design) -> dict[tuple[int, ...], int]:
     """The BITMAP bits compute_intercepts gives for every (GuestCpu, FilterChoice)."""
     hostp = host(HOST_PROFILE)
@@ -650,17 +685,17 @@ def declare(d: Design, b: Bounds) -> Model:
                 kind=Ev.GUEST_RDMSR, cpu=c, slot=slot)
         for slot in SLOTS:
             for v in values:
-                item = ((slot, _const(v)),)
+                item = ((slot, symbol(v)),)
                 event(kernel, when(
                     intercepted(slot, Access.W),
                     hw_exit(d, c),
                     when(filter_allows(slot, Access.W),
                          Observe(kind=ObsKind.GUEST_WRITE, cpu=c, items=item),
-                         kvm_set(b, slot, v), assign(BELIEF[slot], _const(v)),
+                         kvm_set(b, slot, v), assign(BELIEF[slot], symbol(v)),
                          # else: KVM_MSR_RET_FILTERED, #GP injected, nothing stored
                          orelse=[Observe(kind=ObsKind.GUEST_WRITE, cpu=c, faulted=True)]),
                     orelse=[Observe(kind=ObsKind.GUEST_WRITE, cpu=c, items=item, direct=True),
-                            assign(HW[c, slot], _const(v)), assign(BELIEF[slot], _const(v))]),
+                            assign(HW[c, slot], symbol(v)), assign(BELIEF[slot], symbol(v))]),
                     kind=Ev.GUEST_WRMSR, cpu=c, slot=slot, value=v)
         event(kernel, _delivery(ObsKind.GUEST_DELIVERY, c, (Slot.STKLVLS, Slot.CONFIG, Slot.RSP1),
                                 Slot.SSP1), kind=Ev.GUEST_EVENT_RING0, cpu=c)
@@ -675,19 +710,7 @@ def declare(d: Design, b: Bounds) -> Model:
             (s, HW[c, s]) for s in host_uses(d, from_user=True))),
             exit_to_user(c), kind=Ev.HOST_USER_EVENT, cpu=c)
         for t in range(b.tasks):
-            off_cpu = all_of(*(ne(TASK_OF[o], t) for o in range(b.cpus)))
-            switch_in = ([when(eq(PARKED_AT, Parked.KVM),
-                               vcpu_load(d, c), assign(MODE_OF[c], Mode.KVM),  # kvm_sched_in
-                               orelse=[assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)]),
-                          assign(PARKED_AT, Parked.USER)]  # canonical while on a CPU
-                         if t == VCPU_TASK else
-                         [assign(MODE_OF[c], Mode.HOST_USER), exit_to_user(c)])
-            event(all_of(host_side, off_cpu),
-                  when(eq(TASK_OF[c], VCPU_TASK),
-                       when(eq(MODE_OF[c], Mode.KVM),
-                            vcpu_put(d, c), assign(PARKED_AT, Parked.KVM),  # kvm_sched_out
-                            orelse=[assign(PARKED_AT, Parked.USER)])),
-                  assign(TASK_OF[c], t), switch_in, kind=Ev.CONTEXT_SWITCH, cpu=c, task=t)
+            event(*context_switch(d, b, c, t), kind=Ev.CONTEXT_SWITCH, cpu=c, task=t)
         vcpu_thread = eq(TASK_OF[c], VCPU_TASK)
         in_kvm = all_of(vcpu_thread, eq(MODE_OF[c], Mode.KVM))
         event(in_kvm, when(eq(REQ, 1), recompute(masks, CPUID), assign(REQ, 0)),
@@ -695,9 +718,7 @@ def declare(d: Design, b: Bounds) -> Model:
               [] if Fault.ENTRY_SKIPS_GUEST_FRED in d.faults else
               [assign(HW[c, s], VMCS_GUEST[s]) for s in VMCS_SLOTS],
               assign(MODE_OF[c], Mode.GUEST), kind=Ev.VM_ENTRY, cpu=c)
-        event(in_kvm, vcpu_put(d, c),
-              [] if Fault.NO_RSP0_RESTORE_AFTER_RUN in d.faults else [exit_to_user(c)],
-              assign(MODE_OF[c], Mode.HOST_USER), kind=Ev.KVM_RUN_RETURN, cpu=c)
+        event(in_kvm, kvm_run_return(d, c), kind=Ev.KVM_RUN_RETURN, cpu=c)
         in_vmm = all_of(vcpu_thread, eq(MODE_OF[c], Mode.HOST_USER))
         event(in_vmm, assign(LOCKED, 1), vcpu_load(d, c), assign(MODE_OF[c], Mode.KVM),
               kind=Ev.KVM_RUN, cpu=c)
@@ -705,7 +726,7 @@ def declare(d: Design, b: Bounds) -> Model:
             for v in values:
                 event(in_vmm, assign(LOCKED, 1), vcpu_load(d, c),
                       kvm_set(b, slot, v),  # host-initiated: the filter does not apply
-                      assign(BELIEF[slot], _const(v)), vcpu_put(d, c), exit_to_user(c),
+                      assign(BELIEF[slot], symbol(v)), vcpu_put(d, c), exit_to_user(c),
                       kind=Ev.KVM_SET_MSRS, cpu=c, slot=slot, value=v)
     # KVM kicks a vCPU out of guest mode when the filter changes, so the VMM's change is
     # modelled while the vCPU is outside guest mode (docs/check.md).
@@ -737,15 +758,10 @@ class Machine:
 
     def __init__(self, design: Design, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.design = design
-        if design.nested is not None:
-            from msrvirt.machine.nested import nested_bounds  # it imports this module
-
-            bounds = nested_bounds(bounds)
-        self.bounds = bounds
         self.model = declare(design, bounds)
+        self.bounds: Bounds = self.model.bounds  # a nested design's own (`nested_bounds`)
         self.program: Program = compile_program(self.model)
         self.layout = self.program.layout
-        self._masks = intercept_masks(design)
         self._index = {decl.event: i for i, decl in enumerate(self.model.events)}
         self._enabled: dict[int, tuple[Event, ...]] = {}
         self._exprs: dict[Expr, Callable[[int], int]] = {}
@@ -823,7 +839,7 @@ class Machine:
 
     def mask_for(self, cpu: GuestCpu, flt: FilterChoice) -> int:
         """The intercept bits compute_intercepts gives for this guest CPUID and filter."""
-        return self._masks[int(cpu), int(flt)]
+        return intercept_masks(self.design)[int(cpu), int(flt)]
 
 
 @lru_cache(maxsize=64)

@@ -5,7 +5,8 @@ A nested design (`Design.nested`) is declared here, in the language of
 it reuses that module's fields for what L0 keeps for the vCPU whatever level it runs (the
 CPU's FRED MSRs, the rsp0 cache, the lazy RSP0 copy and the CET state of the vCPU,
 vmcs01 with its bitmap, the vCPU thread) and its statements for L0's own code
-(`vcpu_load`, `vcpu_put`, `load_guest_state`, `exit_to_user`, `kvm_set`), and adds L1,
+(`vcpu_load`, `load_guest_state`, `exit_to_user`, `kvm_set`, and the host's context switch
+and KVM_RUN's return: `context_switch`, `kvm_run_return`), and adds L1,
 L2, vmcs02 and vmcs12.  docs/nested.md and docs/check.md give the model and why each
 abstraction is sound.  The rules come from Linux v6.19 (matankalina/linux-6.19.10-fork
 @094d869456d2), arch/x86/kvm/vmx/nested.c, with the FRED series' v9 patch 19 ("KVM:
@@ -56,6 +57,7 @@ from msrvirt.machine.model import (
     CACHE,
     CPUID,
     FALLBACK,
+    FILTER_CHOICE,
     HOST_PROFILE,
     HW,
     L1_EXC,
@@ -65,6 +67,7 @@ from msrvirt.machine.model import (
     MODE_OF,
     PARKED_AT,
     REQ,
+    RING,
     SOFT_RSP0,
     TASK_OF,
     VALUE,
@@ -80,23 +83,25 @@ from msrvirt.machine.model import (
     GuestCpu,
     Mode,
     ObsKind,
-    Parked,
     Ring,
     Slot,
+    context_switch,
+    deny_filter,
     exc_stack,
     exit_to_user,
     guest_value,
     kvm_get,
+    kvm_run_return,
     load_guest_state,
+    scalar,
+    slot_bit,
     slot_bits,
+    symbol,
     vcpu_load,
-    vcpu_put,
 )
 from msrvirt.machine.model import kvm_set as l0_set
 from msrvirt.machine.spec import (
     FLAG,
-    Const,
-    Domain,
     EventDecl,
     Expr,
     Field,
@@ -116,7 +121,7 @@ from msrvirt.machine.spec import (
     when,
 )
 from msrvirt.policy.bitmap import VmxMsrBitmap
-from msrvirt.policy.filter import NO_FILTER, FilterRange, MsrFilter
+from msrvirt.policy.filter import NO_FILTER, MsrFilter
 from msrvirt.policy.intercepts import compute_intercepts
 from msrvirt.policy.nested import kvm_l1, merge_bitmaps
 from msrvirt.policy.policies import Policy
@@ -155,8 +160,7 @@ class L0Filter(IntEnum):
 _EIGHT = msrs.FRED_MSRS[1:]  # FRED_RSP1 .. FRED_CONFIG, consecutive indices
 _L0_FILTERS = {
     L0Filter.NONE: NO_FILTER,
-    L0Filter.DENY: MsrFilter(ranges=(FilterRange(
-        flags=int(Access.RW), base=_EIGHT[0].index, nmsrs=len(_EIGHT), allow_bits=bytes(8)),)),
+    L0Filter.DENY: deny_filter(_EIGHT[0].index, len(_EIGHT)),
 }
 
 
@@ -193,35 +197,29 @@ class NestedObs(IntEnum):
 L2_ACCESS = frozenset({NestedObs.L2_READ, NestedObs.L2_WRITE})
 _LEVEL_TEXT = {Level.L1_USER: "L1 user", Level.L1_KVM: "L1 KVM", Level.L2: "L2"}
 _L0_FILTER_TEXT = {L0Filter.NONE: "none", L0Filter.DENY: "deny FRED_RSP1-3, STKLVLS, SSP1-3, CONFIG"}
-_L1_FILTER_TEXT = {FilterChoice.NONE: "none", FilterChoice.DENY_FRED: "deny FRED MSRs"}
 LEVEL = enum_domain(Level, lambda v: _LEVEL_TEXT[Level(v)])
 L0_FILTER_CHOICE = enum_domain(L0Filter, lambda v: _L0_FILTER_TEXT[L0Filter(v)])
-L1_FILTER_CHOICE = enum_domain(FilterChoice, lambda v: _L1_FILTER_TEXT[FilterChoice(v)])
-RING = enum_domain(Ring, lambda v: f"ring {v}")
-
-
-def _field(name: str, domain: Domain, initial: int, doc: str) -> Var:
-    return Field(name=name, domain=domain, initial=initial, doc=doc).var
+L1_FILTER_CHOICE = FILTER_CHOICE  # L1's VMM chooses among the single-level model's filters
 
 
 _G0 = guest_value(0)
-L0_FILTER = _field("L0 msr filter", L0_FILTER_CHOICE, L0Filter.NONE, "L0's userspace filter")
-L1_FILTER = _field("L1 msr filter", L1_FILTER_CHOICE, FilterChoice.NONE,
+L0_FILTER = scalar("L0 msr filter", L0_FILTER_CHOICE, L0Filter.NONE, "L0's userspace filter")
+L1_FILTER = scalar("L1 msr filter", L1_FILTER_CHOICE, FilterChoice.NONE,
                    "L1's userspace filter for L2 (L1's bitmap for L2 follows it)")
-LEVEL_OF = _field("nested level", LEVEL, Level.L1_KVM, "where the vCPU runs in guest mode")
-L2_RING = _field("L2 ring", RING, Ring.KERNEL, "L2's privilege level")
-VMCS02_BITS = _field("vmcs02 msr bitmap", BITMAP, 0, "vmcs02's intercept bits of the slots")
-VMCS02_GUEST = _field("vmcs02 guest IA32_FRED_RSP1", VALUE, _G0, "vmcs02's guest FRED field")
-VMCS12_GUEST = _field("vmcs12 guest IA32_FRED_RSP1", VALUE, _G0,
+LEVEL_OF = scalar("nested level", LEVEL, Level.L1_KVM, "where the vCPU runs in guest mode")
+L2_RING = scalar("L2 ring", RING, Ring.KERNEL, "L2's privilege level")
+VMCS02_BITS = scalar("vmcs02 msr bitmap", BITMAP, 0, "vmcs02's intercept bits of the slots")
+VMCS02_GUEST = scalar("vmcs02 guest IA32_FRED_RSP1", VALUE, _G0, "vmcs02's guest FRED field")
+VMCS12_GUEST = scalar("vmcs12 guest IA32_FRED_RSP1", VALUE, _G0,
                       "vmcs12's guest FRED field (what L1's VMREAD returns)")
-VMCS12_DIRTY = _field("vmcs12 dirty", FLAG, 1,
+VMCS12_DIRTY = scalar("vmcs12 dirty", FLAG, 1,
                       "nested.dirty_vmcs12: the next nested entry runs prepare_vmcs02_rare")
-L1_SOFT_RSP0 = _field("L1 msr_guest_fred_rsp0", VALUE, _G0, "L1's KVM's copy of L2's RSP0")
-L1_XSAVE_PL0 = _field("L1 guest xsave PL0_SSP", VALUE, _G0,
+L1_SOFT_RSP0 = scalar("L1 msr_guest_fred_rsp0", VALUE, _G0, "L1's KVM's copy of L2's RSP0")
+L1_XSAVE_PL0 = scalar("L1 guest xsave PL0_SSP", VALUE, _G0,
                       "L2's PL0_SSP in L1's XSAVE area for L2")
-L1_LOADED = _field("L1 guest state loaded", FLAG, 0,
+L1_LOADED = scalar("L1 guest state loaded", FLAG, 0,
                    "L1's guest_state_loaded: L2's RSP0 and CET state are in the MSRs")
-L1_CACHE = _field("L1 fred_rsp0 cache", VALUE, L1_TOP, "L1's per-CPU fred_rsp0 cache")
+L1_CACHE = scalar("L1 fred_rsp0 cache", VALUE, L1_TOP, "L1's per-CPU fred_rsp0 cache")
 L2_BELIEF = Field(name="L2's {key}", domain=VALUE, keys=NESTED_SLOTS, initial=_G0,
                   doc="the value L2 believes each MSR holds (its last write)")
 
@@ -243,10 +241,6 @@ _CPU0_FIELDS: tuple[Var, ...] = (MODE_OF[0], TASK_OF[0], CACHE[0],
 
 
 # -- the bitmaps ---------------------------------------------------------------------------------
-
-
-def _bit(slot: Slot, access: Access) -> int:
-    return slot_bits(lambda msr, a: msr == slot.msr and a is access)
 
 
 def l0_scenario(l0_policy: Policy, f: L0Filter = L0Filter.NONE) -> Scenario:
@@ -304,7 +298,7 @@ def _check_assumptions(d: Design) -> None:
     for bits in vmcs01_masks(d).values():
         for slot in (Slot.RSP0, Slot.PL0_SSP):
             # L1's own RDMSR/WRMSR of RSP0 and XSAVES/XRSTORS of PL0_SSP run on the CPU.
-            if bits & (_bit(slot, R) | _bit(slot, W)):
+            if bits & (slot_bit(slot, R) | slot_bit(slot, W)):
                 raise ValueError(f"the nested model needs vmcs01 ({d.policy.name}) to pass"
                                  f" {slot.label} through to L1")
     for (f1,), bits in l1_masks(d).items():
@@ -312,19 +306,19 @@ def _check_assumptions(d: Design) -> None:
             for access in (R, W):
                 # L1 intercepts only what its filter denies, so a reflected access is L1's #GP.
                 denied = not FilterChoice(f1).msr_filter.allows(slot.msr, access)
-                if bool(bits & _bit(slot, access)) != denied:
+                if bool(bits & slot_bit(slot, access)) != denied:
                     raise ValueError(f"the nested model needs L1 ({d.policy.name}) to intercept"
                                      f" {slot.label} exactly when its filter denies it")
 
 
 def vmcs02_intercepts(slot: Slot, access: Access) -> Expr:
     """vmcs02 intercepts L2's ``access`` to ``slot``."""
-    return HasBits(VMCS02_BITS, _bit(slot, access))
+    return HasBits(VMCS02_BITS, slot_bit(slot, access))
 
 
 def l1_intercepts(d: Design, slot: Slot, access: Access) -> Expr:
     """L1's bitmap for L2 intercepts ``access`` to ``slot`` (nested_vmx_exit_handled_msr)."""
-    return HasBits(table([L1_FILTER], l1_masks(d), BITMAP), _bit(slot, access))
+    return HasBits(table([L1_FILTER], l1_masks(d), BITMAP), slot_bit(slot, access))
 
 
 def l0_filter_allows(slot: Slot, access: Access) -> Expr:
@@ -336,13 +330,9 @@ def l0_filter_allows(slot: Slot, access: Access) -> Expr:
 # -- what each level holds and reads -------------------------------------------------------------
 
 
-def _const(v: int) -> Expr:
-    return Const(v, VALUE)
-
-
 def l1_needs(slot: Slot) -> Expr:
     """The value L1's own event deliveries need: its VMM thread's stack top, its #DB stack."""
-    return _const(L1_TOP if slot is Slot.RSP0 else VMCS12_HOST_RSP1)
+    return symbol(L1_TOP if slot is Slot.RSP0 else VMCS12_HOST_RSP1)
 
 
 def l0_view(d: Design, b: Bounds, slot: Slot) -> Expr:
@@ -384,7 +374,7 @@ def _nested_exit(d: Design) -> list[Stmt]:
     # load_vmcs12_host_state; the planted fault takes the branch of an L1 without "load host
     # FRED state": vmcs01 keeps the values L2 exited with (fred_msr_at_vmexit).
     out.append(assign(VMCS_GUEST[Slot.RSP1], VMCS02_GUEST
-                      if Fault.NESTED_EXIT_NO_HOST_LOAD in d.faults else _const(VMCS12_HOST_RSP1)))
+                      if Fault.NESTED_EXIT_NO_HOST_LOAD in d.faults else symbol(VMCS12_HOST_RSP1)))
     out.append(assign(LEVEL_OF, Level.L1_KVM))
     return out
 
@@ -396,7 +386,7 @@ def _merge(d: Design) -> Stmt:
 
 def _l1_exit_to_user() -> Stmt:
     """L1's arch_exit_to_user_mode_prepare (one task): rewrite RSP0 if L1's cache differs."""
-    top = _const(L1_TOP)
+    top = symbol(L1_TOP)
     return when(ne(L1_CACHE, top), assign(HW[0, Slot.RSP0], top), assign(L1_CACHE, top))
 
 
@@ -416,7 +406,7 @@ def _l1_load() -> Stmt:
 def _l0_set(b: Bounds, slot: Slot, value: int) -> Stmt | list[Stmt]:
     """L0's emulation of L2's WRMSR: on vmcs02's guest field, or the vCPU's RSP0 / CET state."""
     if slot is Slot.RSP1:
-        return assign(VMCS02_GUEST, _const(value))
+        return assign(VMCS02_GUEST, symbol(value))
     return l0_set(b, slot, value)
 
 
@@ -460,7 +450,7 @@ def declare_nested(d: Design, b: Bounds) -> Model:
             kind=NestedEv.L2_RDMSR, slot=slot)
     for slot in NESTED_SLOTS:
         for v in values:
-            item = ((slot, _const(v)),)
+            item = ((slot, symbol(v)),)
             event(l2_kernel, when(
                 vmcs02_intercepts(slot, W), _exit_to_l0(),
                 when(l1_intercepts(d, slot, W),
@@ -468,10 +458,10 @@ def declare_nested(d: Design, b: Bounds) -> Model:
                      _nested_exit(d),
                      orelse=[when(l0_filter_allows(slot, W),
                                   Observe(kind=NestedObs.L2_WRITE, cpu=0, items=item),
-                                  _l0_set(b, slot, v), assign(L2_BELIEF[slot], _const(v)),
+                                  _l0_set(b, slot, v), assign(L2_BELIEF[slot], symbol(v)),
                                   orelse=[Observe(kind=NestedObs.L2_WRITE, cpu=0, faulted=True)])]),
                 orelse=[Observe(kind=NestedObs.L2_WRITE, cpu=0, items=item, direct=True),
-                        assign(HW[0, slot], _const(v)), assign(L2_BELIEF[slot], _const(v))]),
+                        assign(HW[0, slot], symbol(v)), assign(L2_BELIEF[slot], symbol(v))]),
                 kind=NestedEv.L2_WRMSR, slot=slot, value=v)
     event(l2_kernel, Observe(kind=NestedObs.L2_DELIVERY, cpu=0,
                              items=((Slot.RSP1, HW[0, Slot.RSP1]),)), kind=NestedEv.L2_EVENT_RING0)
@@ -508,17 +498,7 @@ def declare_nested(d: Design, b: Bounds) -> Model:
                                                   items=((Slot.RSP0, HW[0, Slot.RSP0]),)),
           exit_to_user(0), kind=Ev.HOST_USER_EVENT)
     for t in range(b.tasks):
-        switch_in = ([when(eq(PARKED_AT, Parked.KVM),
-                           vcpu_load(d, 0), assign(MODE_OF[0], Mode.KVM),
-                           orelse=[assign(MODE_OF[0], Mode.HOST_USER), exit_to_user(0)]),
-                      assign(PARKED_AT, Parked.USER)]
-                     if t == VCPU_TASK else [assign(MODE_OF[0], Mode.HOST_USER), exit_to_user(0)])
-        event(all_of(host_side, ne(TASK_OF[0], t)),
-              when(eq(TASK_OF[0], VCPU_TASK),
-                   when(eq(MODE_OF[0], Mode.KVM),
-                        vcpu_put(d, 0), assign(PARKED_AT, Parked.KVM),
-                        orelse=[assign(PARKED_AT, Parked.USER)])),
-              assign(TASK_OF[0], t), switch_in, kind=Ev.CONTEXT_SWITCH, task=t)
+        event(*context_switch(d, b, 0, t), kind=Ev.CONTEXT_SWITCH, task=t)
     vcpu_thread = eq(TASK_OF[0], VCPU_TASK)
     in_kvm = all_of(vcpu_thread, eq(MODE_OF[0], Mode.KVM))
     recompute: list[Stmt] = [assign(BITMAP_BITS, table([L0_FILTER], vmcs01_masks(d), BITMAP))]
@@ -528,8 +508,7 @@ def declare_nested(d: Design, b: Bounds) -> Model:
           assign(HW[0, Slot.RSP1], cond(eq(LEVEL_OF, Level.L2), VMCS02_GUEST,
                                         VMCS_GUEST[Slot.RSP1])),
           assign(MODE_OF[0], Mode.GUEST), kind=Ev.VM_ENTRY)
-    event(in_kvm, vcpu_put(d, 0), exit_to_user(0), assign(MODE_OF[0], Mode.HOST_USER),
-          kind=Ev.KVM_RUN_RETURN)
+    event(in_kvm, kvm_run_return(d, 0), kind=Ev.KVM_RUN_RETURN)
     event(all_of(vcpu_thread, eq(MODE_OF[0], Mode.HOST_USER)), vcpu_load(d, 0),
           assign(MODE_OF[0], Mode.KVM), kind=Ev.KVM_RUN)
     # KVM kicks the vCPU out of guest mode with the request; WHILE_L1 designs change the
@@ -540,21 +519,22 @@ def declare_nested(d: Design, b: Bounds) -> Model:
         event(all_of(outside, ne(L0_FILTER, f0)), assign(L0_FILTER, f0), assign(REQ, 1),
               kind=NestedEv.L0_SET_FILTER, choice=int(f0))
     variables = (*_L0_FIELDS, *_NESTED_FIELDS, *_CPU0_FIELDS)
-    return Model(variables=variables, initial=tuple(_initial(d, v) for v in variables),
-                 events=tuple(events), bounds=b)
+    fixed = _initial(d)
+    return Model(variables=variables, events=tuple(events), bounds=b, initial=tuple(
+        int(fixed.get(v, v.field.initial_value(v.cpu, v.key))) for v in variables))
 
 
-def _initial(d: Design, v: Var) -> int:
-    """The first state: the vCPU runs L1's kernel (its KVM, about to VMLAUNCH L2) on CPU 0.
+def _initial(d: Design) -> dict[Var, int]:
+    """The first state, where it differs from the fields' initial values: the vCPU runs L1's
+    kernel (its KVM, about to VMLAUNCH L2) on CPU 0.
 
     L0's guest state is loaded and the MSRs hold L1's values; L2 was created by L1 with its
     reset values (vmcs12 dirty from L1's VMPTRLD); no filter anywhere.
     """
     vmcs01 = vmcs01_masks(d)[int(L0Filter.NONE),]
-    fixed = {
+    return {
         MODE_OF[0]: Mode.GUEST, LOADED: 0, VMCS_CPU: 0, VMCS_HOST[Slot.RSP1]: exc_stack(0),
         HW[0, Slot.RSP0]: L1_TOP, HW[0, Slot.RSP1]: L1_EXC, HW[0, Slot.PL0_SSP]: L1_PL0,
         SOFT_RSP0: L1_TOP, XSAVE_PL0: L1_PL0, VMCS_GUEST[Slot.RSP1]: L1_EXC,
         BITMAP_BITS: vmcs01, VMCS02_BITS: vmcs02_masks(d)[vmcs01, int(FilterChoice.NONE)],
     }
-    return int(fixed.get(v, v.field.initial_value(v.cpu, v.key)))

@@ -83,11 +83,9 @@ class Field:
         """The one variable of a machine-wide field without keys."""
         return Var(field=self, cpu=None, key=None)
 
-    def variables(self, cpus: int) -> list[Var]:
-        """Every variable of the field, keys in order (for one CPU: see `Layout`)."""
-        keys: Sequence[Any] = self.keys or (None,)
-        cpu_list: Sequence[int | None] = range(cpus) if self.group is Group.CPU else (None,)
-        return [Var(field=self, cpu=c, key=k) for c in cpu_list for k in keys]
+    def variables(self, cpu: int | None = None) -> list[Var]:
+        """The field's variables on ``cpu`` (None for a machine-wide field), keys in order."""
+        return [Var(field=self, cpu=cpu, key=k) for k in self.keys or (None,)]
 
     def initial_value(self, cpu: int | None, key: Any) -> int:
         return self.initial if isinstance(self.initial, int) else self.initial(cpu, key)
@@ -451,8 +449,8 @@ class Model:
 
 def layout(fields: Sequence[Field], cpus: int) -> tuple[Var, ...]:
     """Every variable of ``fields``: machine-wide fields first, in order, then each CPU's block."""
-    out = [v for f in fields if f.group is Group.MACHINE for v in f.variables(cpus)]
+    out = [v for f in fields if f.group is Group.MACHINE for v in f.variables()]
     per_cpu = [f for f in fields if f.group is Group.CPU]
     for c in range(cpus):
-        out += [Var(field=f, cpu=c, key=k) for f in per_cpu for k in (f.keys or (None,))]
+        out += [v for f in per_cpu for v in f.variables(c)]
     return tuple(out)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from msrvirt.check.explore import DesignCheck
 from msrvirt.check.invariants import INVARIANTS, Invariant
-from msrvirt.check.parallel import CheckJob, DesignProgress, default_processes
+from msrvirt.check.parallel import CheckJob, DesignProgress, pool_size
 from msrvirt.check.promela import PanReport, parse_pan, promela, result
-from msrvirt.errors import MsrvirtError, UsageError
+from msrvirt.errors import MsrvirtError
 from msrvirt.machine.model import machine
 
 CFLAGS = ("-O2", "-DBFS", "-DSAFETY", "-DNOCLAIM", "-DNOREDUCE")
@@ -137,9 +137,7 @@ def check_all_with_spin(jobs: Sequence[CheckJob], *, processes: int | None = Non
                         progress: DesignProgress | None = None,
                         done: Callable[[DesignCheck], None] | None = None) -> list[SpinRun]:
     """`check_with_spin` of every job, ``processes`` pan runs at a time; results in order."""
-    n = default_processes() if processes is None else processes
-    if n < 1:
-        raise UsageError(f"jobs must be at least 1, not {n}")
+    n = pool_size(processes)
     tools = find_tools()
 
     def one(job: CheckJob) -> SpinRun:
