@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 
-from msrvirt.dataio import STDIN, display_path, load
+from msrvirt.dataio import display_path, load, names_file
 from msrvirt.errors import FileFormatError, UnknownNameError, UsageError
 
 
@@ -142,8 +141,7 @@ def workload(name_or_file: str) -> Workload:
     """
     if name_or_file in WORKLOADS:
         return WORKLOADS[name_or_file]
-    if not (name_or_file == STDIN or name_or_file.endswith((".json", ".toml"))
-            or os.sep in name_or_file):
+    if not names_file(name_or_file):
         raise UnknownNameError("workload", name_or_file,
                                "one of " + ", ".join(WORKLOADS) + ", or a .json/.toml file")
     return load(name_or_file,

@@ -199,12 +199,12 @@ _LEVEL_TEXT = {Level.L1_USER: "L1 user", Level.L1_KVM: "L1 KVM", Level.L2: "L2"}
 _L0_FILTER_TEXT = {L0Filter.NONE: "none", L0Filter.DENY: "deny FRED_RSP1-3, STKLVLS, SSP1-3, CONFIG"}
 LEVEL = enum_domain(Level, lambda v: _LEVEL_TEXT[Level(v)])
 L0_FILTER_CHOICE = enum_domain(L0Filter, lambda v: _L0_FILTER_TEXT[L0Filter(v)])
-L1_FILTER_CHOICE = FILTER_CHOICE  # L1's VMM chooses among the single-level model's filters
 
 
 _G0 = guest_value(0)
 L0_FILTER = scalar("L0 msr filter", L0_FILTER_CHOICE, L0Filter.NONE, "L0's userspace filter")
-L1_FILTER = scalar("L1 msr filter", L1_FILTER_CHOICE, FilterChoice.NONE,
+L1_FILTER = scalar("L1 msr filter", FILTER_CHOICE,  # the single-level model's filters
+                   FilterChoice.NONE,
                    "L1's userspace filter for L2 (L1's bitmap for L2 follows it)")
 LEVEL_OF = scalar("nested level", LEVEL, Level.L1_KVM, "where the vCPU runs in guest mode")
 L2_RING = scalar("L2 ring", RING, Ring.KERNEL, "L2's privilege level")

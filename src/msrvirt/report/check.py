@@ -24,7 +24,7 @@ from msrvirt.machine.model import (
     State,
     task_name,
 )
-from msrvirt.machine.nested import L0_FILTER_CHOICE, L1_FILTER_CHOICE, NestedEv
+from msrvirt.machine.nested import L0_FILTER_CHOICE, NestedEv
 
 
 def _short(slot_label: str) -> str:
@@ -94,7 +94,7 @@ def _nested_label(ev: Event, slot: str) -> str:
         case NestedEv.L1_KVM_RUN_RETURN:
             return "L1's KVM_RUN returns to L1 user mode (L1's vcpu_put)"
         case NestedEv.L1_SET_FILTER:
-            return f"L1's VMM sets L1's MSR filter: {L1_FILTER_CHOICE.text(ev.choice)}"
+            return f"L1's VMM sets L1's MSR filter: {FILTER_CHOICE.text(ev.choice)}"
         case NestedEv.L1_VMWRITE:
             return "L1 VMWRITEs a vmcs12 field that is not shadowed"
         case NestedEv.L1_VMRESUME:
